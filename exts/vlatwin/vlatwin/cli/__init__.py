@@ -1,0 +1,1 @@
+"""The ``vlatwin`` command line."""

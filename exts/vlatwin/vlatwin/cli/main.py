@@ -1,0 +1,54 @@
+"""``vlatwin`` console entry point: ``scene build|check|assets``, ``sim run``.
+
+User errors (:class:`VlatwinError`) print one line and exit with code 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from vlatwin import __version__
+from vlatwin.errors import VlatwinError
+
+EPILOG = """examples:
+  vlatwin scene build configs/tabletop.yaml -o out/tabletop.usda
+  vlatwin scene check out/tabletop.usda
+  vlatwin sim run configs/tabletop.yaml --steps 1200
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from vlatwin.cli import scene_cmds, sim_cmds
+
+    parser = argparse.ArgumentParser(
+        prog="vlatwin",
+        description="Robot digital twins: YAML -> USD scenes, simulation on Newton (embedded) or Isaac Sim.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vlatwin {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log engine details (Warp compiles, importer notes)")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    scene_cmds.register(groups)
+    sim_cmds.register(groups)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return int(args.func(args) or 0)
+    except VlatwinError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Validated configuration models and the one YAML loader for ``configs/*.yaml``."""

@@ -1,0 +1,350 @@
+"""Scene configuration: what ``configs/*.yaml`` describe under ``scene:``.
+
+Units: lengths [m], masses [kg], angles [deg] where a name ends in ``_deg``, colours linear RGB 0..1.
+World frame: Z up, meters (the authored USD stage uses the same).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+
+from vlatwin.config.types import ColorRGB, PositiveVec2, PositiveVec3, Vec3
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
+"""Names become USD prim names, so they follow USD identifier rules."""
+
+
+class StrictModel(BaseModel):
+    """Base for config models: unknown keys, NaN and infinities are errors."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
+
+
+def _resolve_existing_file(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Resolve a path relative to the config file and require that it exists."""
+    if value is None:
+        return None
+    base = (info.context or {}).get("base_dir")
+    path = Path(value).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    if not path.is_file():
+        raise ValueError(f"file not found: {path} (paths are relative to the config file)")
+    return path.resolve()
+
+
+class MaterialCfg(StrictModel):
+    """A UsdPreviewSurface material plus its physics (friction) properties."""
+
+    color: ColorRGB
+    """Diffuse colour, linear RGB."""
+    roughness: float = Field(0.5, ge=0.0, le=1.0)
+    metallic: float = Field(0.0, ge=0.0, le=1.0)
+    static_friction: float = Field(0.8, ge=0.0)
+    dynamic_friction: float = Field(0.6, ge=0.0)
+    restitution: float = Field(0.0, ge=0.0, le=1.0)
+
+
+#: Materials every scene can use without declaring them.
+DEFAULT_MATERIALS: dict[str, MaterialCfg] = {
+    "wood": MaterialCfg(color=(0.45, 0.28, 0.14), roughness=0.7),
+    "floor_grey": MaterialCfg(color=(0.35, 0.35, 0.37), roughness=0.9),
+    "metal": MaterialCfg(color=(0.6, 0.6, 0.62), roughness=0.3, metallic=1.0),
+    "red_plastic": MaterialCfg(color=(0.8, 0.05, 0.05), roughness=0.4),
+    "green_plastic": MaterialCfg(color=(0.05, 0.6, 0.1), roughness=0.4),
+    "blue_plastic": MaterialCfg(color=(0.05, 0.15, 0.8), roughness=0.4),
+    "yellow_plastic": MaterialCfg(color=(0.9, 0.75, 0.05), roughness=0.4),
+    "orange_plastic": MaterialCfg(color=(0.95, 0.4, 0.05), roughness=0.4),
+    "purple_plastic": MaterialCfg(color=(0.45, 0.1, 0.6), roughness=0.4),
+    "white_plastic": MaterialCfg(color=(0.85, 0.85, 0.85), roughness=0.4),
+}
+
+
+class PhysicsCfg(StrictModel):
+    """Physics scene and solver settings."""
+
+    dt: float = Field(1.0 / 600.0, gt=0.0, le=0.05)
+    """Physics step [s]."""
+    gravity: Vec3 = (0.0, 0.0, -9.81)
+    """Gravity vector in the world frame [m/s^2]."""
+    solver: Literal["xpbd"] = "xpbd"
+    """Newton solver; XPBD is the CPU solver that honours USD drive gains and gives gradients."""
+    iterations: int = Field(4, ge=1, le=100)
+    """Solver iterations per step."""
+
+
+class DriveCfg(StrictModel):
+    """Overrides for the robot's arm drive gains (per radian, as Newton and PhysX use internally)."""
+
+    stiffness: float | None = Field(None, gt=0.0)
+    """[N*m/rad]; USD stores it per degree."""
+    damping: float | None = Field(None, ge=0.0)
+    """[N*m*s/rad]"""
+
+
+class RobotCfg(StrictModel):
+    """The robot: a built-in description or an external USD/URDF/MJCF file."""
+
+    source: Literal["builtin", "usd", "urdf", "mjcf"] = "builtin"
+    builtin: Literal["panda"] = "panda"
+    """Built-in robot (``source: builtin``)."""
+    path: Path | None = None
+    """Robot file for ``usd`` / ``urdf`` / ``mjcf`` sources (relative to the config file)."""
+    name: str = Field("Robot", pattern=NAME_PATTERN)
+    """Prim name under /World."""
+    position: Vec3 | None = None
+    """Base position in the world [m]; by default the robot stands on the table top at x = y = 0."""
+    yaw_deg: float = 0.0
+    """Base rotation about world Z [deg]."""
+    home_joint_positions: dict[str, float] | None = None
+    """Home pose by joint name [rad | m]; unnamed joints keep the robot's default."""
+    drive: DriveCfg = DriveCfg()
+    label: str = "robot"
+    """Semantic class."""
+
+    @field_validator("path")
+    @classmethod
+    def _path_exists(cls, value, info: ValidationInfo):
+        return _resolve_existing_file(value, info)
+
+    @model_validator(mode="after")
+    def _source_fields(self):
+        if self.source != "builtin" and self.path is None:
+            raise ValueError(f"'path' is required when source is {self.source!r}")
+        if self.source == "builtin" and self.path is not None:
+            raise ValueError("'path' is only used with source usd/urdf/mjcf; remove it or set source")
+        return self
+
+
+class TableCfg(StrictModel):
+    """A static table: a top slab on four legs, standing on the floor."""
+
+    enabled: bool = True
+    size: PositiveVec3 = (1.0, 1.2, 0.75)
+    """Full extents [m]: depth (x), width (y), height (z, floor to top surface)."""
+    position: tuple[float, float] = (0.4, 0.0)
+    """Centre of the top in the world XY plane [m]."""
+    top_thickness: float = Field(0.04, gt=0.0)
+    material: str = "wood"
+    label: str | None = "table"
+
+
+class FloorCfg(StrictModel):
+    """A static ground plane at z = 0 (infinite for physics)."""
+
+    enabled: bool = True
+    size: PositiveVec2 = (6.0, 6.0)
+    """Visible extent [m]."""
+    material: str = "floor_grey"
+    label: str | None = "floor"
+
+
+class ObjectCfg(StrictModel):
+    """A rigid object. Shape parameters depend on ``shape``."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    shape: Literal["box", "sphere", "cylinder", "capsule", "convex_mesh"]
+    size: PositiveVec3 | None = None
+    """Box full extents [m]."""
+    radius: float | None = Field(None, gt=0.0)
+    """Sphere/cylinder/capsule radius [m]."""
+    height: float | None = Field(None, gt=0.0)
+    """Cylinder height / capsule cylindrical length (without caps) [m], along the object's Z."""
+    vertices: list[Vec3] | None = None
+    """Convex mesh points in the object frame [m]; the convex hull is used."""
+    mesh_file: Path | None = None
+    """Convex mesh from a Wavefront .obj (vertices only; the convex hull is used)."""
+    scale: float = Field(1.0, gt=0.0)
+    """Uniform scale applied to the shape parameters."""
+    position: Vec3
+    """Centre in the world [m]."""
+    rpy_deg: Vec3 = (0.0, 0.0, 0.0)
+    """Orientation as roll, pitch, yaw [deg] (extrinsic X, Y, Z)."""
+    mass: float | None = Field(None, gt=0.0)
+    """[kg]; when omitted, ``density`` is used."""
+    density: float = Field(500.0, gt=0.0)
+    """[kg/m^3]"""
+    dynamic: bool = True
+    """False makes a static collider."""
+    material: str = "red_plastic"
+    """Material name (see ``materials``); ignored when ``color`` is given."""
+    color: ColorRGB | None = None
+    """Shortcut for a plastic material of this linear RGB colour."""
+    label: str | None = None
+    """Semantic class (defaults to the object's name)."""
+
+    @field_validator("mesh_file")
+    @classmethod
+    def _mesh_exists(cls, value, info: ValidationInfo):
+        return _resolve_existing_file(value, info)
+
+    @model_validator(mode="after")
+    def _shape_fields(self):
+        required = {
+            "box": ("size",),
+            "sphere": ("radius",),
+            "cylinder": ("radius", "height"),
+            "capsule": ("radius", "height"),
+            "convex_mesh": (),
+        }[self.shape]
+        for field in required:
+            if getattr(self, field) is None:
+                raise ValueError(f"shape {self.shape!r} needs '{field}'")
+        allowed = set(required) | ({"vertices", "mesh_file"} if self.shape == "convex_mesh" else set())
+        for field in ("size", "radius", "height", "vertices", "mesh_file"):
+            if field not in allowed and getattr(self, field) is not None:
+                raise ValueError(f"'{field}' does not apply to shape {self.shape!r}")
+        if self.shape == "convex_mesh":
+            if (self.vertices is None) == (self.mesh_file is None):
+                raise ValueError("shape 'convex_mesh' needs exactly one of 'vertices' or 'mesh_file'")
+            if self.vertices is not None and len(self.vertices) < 4:
+                raise ValueError("a convex mesh needs at least 4 non-coplanar vertices")
+        return self
+
+    @property
+    def semantic_label(self) -> str:
+        return self.label if self.label is not None else self.name
+
+
+class LightCfg(StrictModel):
+    """A UsdLux light."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    type: Literal["distant", "dome", "sphere", "rect"]
+    intensity: float = Field(gt=0.0)
+    """USD intensity (nits-like units; Isaac's RTX uses them as is)."""
+    exposure: float = 0.0
+    color: ColorRGB = (1.0, 1.0, 1.0)
+    position: Vec3 = (0.0, 0.0, 0.0)
+    """[m] (sphere, rect)."""
+    rpy_deg: Vec3 = (0.0, 0.0, 0.0)
+    """Orientation [deg]; a distant or rect light shines along its local -Z."""
+    angle_deg: float = Field(0.53, ge=0.0, le=180.0)
+    """Angular diameter of a distant light [deg] (soft shadows)."""
+    radius: float = Field(0.1, gt=0.0)
+    """Sphere light radius [m]."""
+    width: float = Field(1.0, gt=0.0)
+    """Rect light width [m]."""
+    height: float = Field(1.0, gt=0.0)
+    """Rect light height [m]."""
+
+
+class CameraCfg(StrictModel):
+    """A pinhole camera looking from ``position`` at ``look_at``.
+
+    Give either ``fov_deg`` (horizontal field of view) or ``focal_length`` (+ ``horizontal_aperture``).
+    """
+
+    name: str = Field(pattern=NAME_PATTERN)
+    position: Vec3
+    """[m], world frame."""
+    look_at: Vec3
+    """Point the optical axis passes through [m], world frame."""
+    up: Vec3 = (0.0, 0.0, 1.0)
+    resolution: tuple[int, int] = (640, 480)
+    """Image width, height [px]."""
+    fov_deg: float | None = Field(None, gt=0.0, lt=180.0)
+    """Horizontal field of view [deg]."""
+    focal_length: float | None = Field(None, gt=0.0)
+    """[mm]"""
+    horizontal_aperture: float = Field(20.955, gt=0.0)
+    """Sensor width [mm] (Isaac Sim's default)."""
+    clipping_range: tuple[float, float] = (0.01, 100.0)
+    """Near, far [m]."""
+
+    @field_validator("resolution")
+    @classmethod
+    def _positive_resolution(cls, value):
+        if value[0] <= 0 or value[1] <= 0:
+            raise ValueError("expected 2 positive integers [width, height]")
+        return value
+
+    @field_validator("clipping_range")
+    @classmethod
+    def _clipping(cls, value):
+        if not 0.0 < value[0] < value[1]:
+            raise ValueError("expected [near, far] with 0 < near < far")
+        return value
+
+    @model_validator(mode="after")
+    def _lens(self):
+        if self.fov_deg is not None and self.focal_length is not None:
+            raise ValueError("give either 'fov_deg' or 'focal_length', not both")
+        if self.fov_deg is None and self.focal_length is None:
+            self.fov_deg = 60.0
+        if sum((a - b) ** 2 for a, b in zip(self.position, self.look_at)) < 1e-12:
+            raise ValueError("'position' and 'look_at' coincide")
+        return self
+
+    @property
+    def focal_length_mm(self) -> float:
+        """Focal length [mm] derived from the field of view when needed."""
+        if self.focal_length is not None:
+            return self.focal_length
+        return self.horizontal_aperture / (2.0 * math.tan(math.radians(self.fov_deg) / 2.0))
+
+    @property
+    def vertical_aperture(self) -> float:
+        """Sensor height [mm] for square pixels."""
+        return self.horizontal_aperture * self.resolution[1] / self.resolution[0]
+
+
+class SceneCfg(StrictModel):
+    """A robot cell: robot, table, floor, objects, materials, lights and cameras."""
+
+    name: str = Field("scene", pattern=NAME_PATTERN)
+    physics: PhysicsCfg = PhysicsCfg()
+    robot: RobotCfg = RobotCfg()
+    table: TableCfg = TableCfg()
+    floor: FloorCfg = FloorCfg()
+    objects: list[ObjectCfg] = []
+    materials: dict[str, MaterialCfg] = {}
+    """Extra materials by name (the defaults in :data:`DEFAULT_MATERIALS` are always available)."""
+    lights: list[LightCfg] | None = None
+    """Lights; when omitted, a key distant light plus a dome light are added (``[]`` means none)."""
+    cameras: list[CameraCfg] = []
+
+    @model_validator(mode="after")
+    def _references(self):
+        known = {**DEFAULT_MATERIALS, **self.materials}
+        refs = [("table.material", self.table.material), ("floor.material", self.floor.material)]
+        refs += [(f"objects[{i}].material", o.material) for i, o in enumerate(self.objects) if o.color is None]
+        for where, name in refs:
+            if name not in known:
+                raise ValueError(f"{where}: unknown material {name!r}; known: {', '.join(sorted(known))}")
+        for group, items in (("objects", self.objects), ("lights", self.lights or []), ("cameras", self.cameras)):
+            seen: set[str] = set()
+            for i, item in enumerate(items):
+                if item.name in seen:
+                    raise ValueError(f"{group}[{i}].name: duplicate name {item.name!r}")
+                seen.add(item.name)
+        return self
+
+    def effective_lights(self) -> list[LightCfg]:
+        """The configured lights, or the default key + dome pair when none were configured."""
+        if self.lights is not None:
+            return list(self.lights)
+        return [
+            LightCfg(name="key_light", type="distant", intensity=3000.0, rpy_deg=(35.0, 20.0, -30.0)),
+            LightCfg(name="dome_light", type="dome", intensity=600.0),
+        ]
+
+    def robot_base_position(self) -> tuple[float, float, float]:
+        """Where the robot base stands [m]: as configured, else on the table top (or the floor) at x = y = 0."""
+        if self.robot.position is not None:
+            return self.robot.position
+        return (0.0, 0.0, self.table.size[2] if self.table.enabled else 0.0)
+
+    def all_materials(self) -> dict[str, MaterialCfg]:
+        """Default materials overlaid with the scene's own."""
+        return {**DEFAULT_MATERIALS, **self.materials}
+
+
+class VlatwinConfig(StrictModel):
+    """Top level of a ``configs/*.yaml`` file."""
+
+    scene: SceneCfg = SceneCfg()

@@ -1,0 +1,67 @@
+"""UsdLux lights and UsdGeom cameras."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vlatwin.usd.stage import set_local_pose
+from vlatwin.utils.transforms import look_at_matrix, rpy_deg_to_matrix
+
+LIGHTS_PATH = "/World/Lights"
+CAMERAS_PATH = "/World/Cameras"
+
+
+def spawn_light(stage, cfg):
+    """Author a light from a :class:`LightCfg` under ``/World/Lights``."""
+    from pxr import Gf, UsdLux
+
+    path = f"{LIGHTS_PATH}/{cfg.name}"
+    if cfg.type == "distant":
+        light = UsdLux.DistantLight.Define(stage, path)
+        light.CreateAngleAttr(float(cfg.angle_deg))
+    elif cfg.type == "dome":
+        light = UsdLux.DomeLight.Define(stage, path)
+    elif cfg.type == "sphere":
+        light = UsdLux.SphereLight.Define(stage, path)
+        light.CreateRadiusAttr(float(cfg.radius))
+    else:
+        light = UsdLux.RectLight.Define(stage, path)
+        light.CreateWidthAttr(float(cfg.width))
+        light.CreateHeightAttr(float(cfg.height))
+    light.CreateIntensityAttr(float(cfg.intensity))
+    light.CreateExposureAttr(float(cfg.exposure))
+    light.CreateColorAttr(Gf.Vec3f(*cfg.color))
+    pos = None if cfg.type in ("distant", "dome") else cfg.position
+    set_local_pose(light, pos=pos, rot=rpy_deg_to_matrix(cfg.rpy_deg))
+    return light.GetPrim()
+
+
+def spawn_camera(stage, cfg):
+    """Author a pinhole camera from a :class:`CameraCfg` under ``/World/Cameras``.
+
+    USD camera convention: looks along local -Z with +Y up; apertures and focal length in [mm]
+    (tenths of a scene unit by the USD spec, which Isaac Sim reads as mm).
+    """
+    from pxr import Gf, UsdGeom
+
+    camera = UsdGeom.Camera.Define(stage, f"{CAMERAS_PATH}/{cfg.name}")
+    camera.CreateProjectionAttr(UsdGeom.Tokens.perspective)
+    camera.CreateFocalLengthAttr(float(cfg.focal_length_mm))
+    camera.CreateHorizontalApertureAttr(float(cfg.horizontal_aperture))
+    camera.CreateVerticalApertureAttr(float(cfg.vertical_aperture))
+    camera.CreateClippingRangeAttr(Gf.Vec2f(*map(float, cfg.clipping_range)))
+    rot = look_at_matrix(cfg.position, cfg.look_at, cfg.up)
+    set_local_pose(camera, pos=cfg.position, rot=rot)
+    # Resolution is not a UsdGeom.Camera property; keep it on the prim so both backends agree.
+    prim = camera.GetPrim()
+    from pxr import Sdf
+
+    prim.CreateAttribute("vlatwin:resolution", Sdf.ValueTypeNames.Int2, custom=True).Set(Gf.Vec2i(*cfg.resolution))
+    return prim
+
+
+def camera_intrinsics(cfg) -> np.ndarray:
+    """3x3 pinhole intrinsics [px] of a :class:`CameraCfg` (square pixels, centred principal point)."""
+    width, height = cfg.resolution
+    fx = cfg.focal_length_mm / cfg.horizontal_aperture * width
+    return np.array([[fx, 0.0, width / 2.0], [0.0, fx, height / 2.0], [0.0, 0.0, 1.0]])

@@ -1,0 +1,35 @@
+"""UsdPreviewSurface materials with UsdPhysics friction, bound to geometry."""
+
+from __future__ import annotations
+
+LOOKS_PATH = "/World/Looks"
+
+
+def define_material(stage, name: str, cfg, *, looks_path: str = LOOKS_PATH):
+    """Author ``<looks_path>/<name>`` from a :class:`MaterialCfg`; returns the UsdShade.Material."""
+    from pxr import Gf, Sdf, UsdPhysics, UsdShade
+
+    material = UsdShade.Material.Define(stage, f"{looks_path}/{name}")
+    shader = UsdShade.Shader.Define(stage, f"{looks_path}/{name}/PreviewSurface")
+    shader.CreateIdAttr("UsdPreviewSurface")
+    shader.CreateInput("diffuseColor", Sdf.ValueTypeNames.Color3f).Set(Gf.Vec3f(*cfg.color))
+    shader.CreateInput("roughness", Sdf.ValueTypeNames.Float).Set(float(cfg.roughness))
+    shader.CreateInput("metallic", Sdf.ValueTypeNames.Float).Set(float(cfg.metallic))
+    material.CreateSurfaceOutput().ConnectToSource(shader.ConnectableAPI(), "surface")
+    physics = UsdPhysics.MaterialAPI.Apply(material.GetPrim())
+    physics.CreateStaticFrictionAttr(float(cfg.static_friction))
+    physics.CreateDynamicFrictionAttr(float(cfg.dynamic_friction))
+    physics.CreateRestitutionAttr(float(cfg.restitution))
+    return material
+
+
+def bind_material(prim, material, color) -> None:
+    """Bind ``material`` for rendering and physics, and mirror its colour into ``displayColor``."""
+    from pxr import Gf, UsdGeom, UsdShade
+
+    binding = UsdShade.MaterialBindingAPI.Apply(prim)
+    binding.Bind(material)
+    binding.Bind(material, UsdShade.Tokens.weakerThanDescendants, "physics")
+    gprim = UsdGeom.Gprim(prim)
+    if gprim:
+        gprim.CreateDisplayColorAttr([Gf.Vec3f(*color)])

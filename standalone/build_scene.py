@@ -1,0 +1,54 @@
+"""Build a USD scene from a vlatwin config, headless.
+
+    python standalone/build_scene.py configs/tabletop.yaml -o out/tabletop.usda [--backend newton|isaacsim]
+
+With ``--backend isaacsim`` (run with Isaac Sim's ``python.sh``) the stage is authored with Kit's pxr
+and opened in the running app; with ``newton`` (default) plain usd-core is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("config", type=Path, help="YAML config")
+parser.add_argument("-o", "--out", type=Path, required=True, help="output .usda/.usd/.usdc")
+parser.add_argument("--backend", choices=("newton", "isaacsim"), default="newton")
+parser.add_argument("--headless", action="store_true", default=True, help="no GUI (Isaac Sim)")
+args = parser.parse_args()
+
+simulation_app = None
+if args.backend == "isaacsim":
+    # Kit must start before any omni/pxr import.
+    try:
+        from isaacsim import SimulationApp
+    except ImportError:
+        sys.exit("error: --backend isaacsim needs Isaac Sim's python (./python.sh standalone/build_scene.py ...)")
+    simulation_app = SimulationApp({"headless": args.headless})
+
+from vlatwin.errors import VlatwinError  # noqa: E402  (after SimulationApp by design)
+
+
+def main() -> int:
+    from vlatwin.config.loader import load_config
+    from vlatwin.usd.check import check_stage
+    from vlatwin.usd.scene_builder import write_scene
+
+    out = write_scene(load_config(args.config).scene, args.out)
+    report = check_stage(out)
+    print("\n".join(report.summary_lines()))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    try:
+        code = main()
+    except VlatwinError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        code = exc.exit_code
+    finally:
+        if simulation_app is not None:
+            simulation_app.close()
+    sys.exit(code)
