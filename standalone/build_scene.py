@@ -16,19 +16,13 @@ parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("config", type=Path, help="YAML config")
 parser.add_argument("-o", "--out", type=Path, required=True, help="output .usda/.usd/.usdc")
 parser.add_argument("--backend", choices=("newton", "isaacsim"), default="newton")
-parser.add_argument("--headless", action="store_true", default=True, help="no GUI (Isaac Sim)")
+parser.add_argument("--headless", action=argparse.BooleanOptionalAction, default=True, help="run Isaac Sim without its GUI")
 args = parser.parse_args()
 
-simulation_app = None
-if args.backend == "isaacsim":
-    # Kit must start before any omni/pxr import.
-    try:
-        from isaacsim import SimulationApp
-    except ImportError:
-        sys.exit("error: --backend isaacsim needs Isaac Sim's python (./python.sh standalone/build_scene.py ...)")
-    simulation_app = SimulationApp({"headless": args.headless})
+from vlatwin.utils.app_launcher import launch_app, run_main  # noqa: E402  (numpy-only import)
 
-from vlatwin.errors import VlatwinError  # noqa: E402  (after SimulationApp by design)
+# Kit must start before any omni/pxr import.
+simulation_app = launch_app(args.backend, headless=args.headless, script="standalone/build_scene.py")
 
 
 def main() -> int:
@@ -43,12 +37,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    try:
-        code = main()
-    except VlatwinError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = exc.exit_code
-    finally:
-        if simulation_app is not None:
-            simulation_app.close()
-    sys.exit(code)
+    run_main(main, simulation_app)

@@ -16,18 +16,13 @@ parser.add_argument("--backend", choices=("newton", "isaacsim"), default="newton
 parser.add_argument("--device", default=None, help="Warp device for newton (cpu, cuda:0)")
 parser.add_argument("--seed", type=int, default=None)
 parser.add_argument("--motion", choices=("hold", "sine"), default="hold")
-parser.add_argument("--headless", action="store_true", default=True, help="no GUI (Isaac Sim)")
+parser.add_argument("--headless", action=argparse.BooleanOptionalAction, default=True, help="run Isaac Sim without its GUI")
 args = parser.parse_args()
 
-simulation_app = None
-if args.backend == "isaacsim":
-    try:
-        from isaacsim import SimulationApp
-    except ImportError:
-        sys.exit("error: --backend isaacsim needs Isaac Sim's python (./python.sh standalone/run_sim.py ...)")
-    simulation_app = SimulationApp({"headless": args.headless})
+from vlatwin.utils.app_launcher import launch_app, run_main  # noqa: E402  (numpy-only import)
 
-from vlatwin.errors import VlatwinError  # noqa: E402  (after SimulationApp by design)
+# Kit must start before any omni/pxr import.
+simulation_app = launch_app(args.backend, headless=args.headless, script="standalone/run_sim.py")
 
 
 def main() -> int:
@@ -42,20 +37,9 @@ def main() -> int:
         motion=args.motion,
         progress=sys.stderr.isatty(),
     )
-    print(
-        f"{result.steps} steps in {result.wall_time:.3f} s: {result.steps_per_second:,.0f} steps/s, "
-        f"real-time factor {result.real_time_factor:.1f}x (load {result.load_time:.2f} s)"
-    )
+    print("\n".join(result.summary_lines()))
     return 0
 
 
 if __name__ == "__main__":
-    try:
-        code = main()
-    except VlatwinError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        code = exc.exit_code
-    finally:
-        if simulation_app is not None:
-            simulation_app.close()
-    sys.exit(code)
+    run_main(main, simulation_app)

@@ -14,10 +14,12 @@ USD_ASSETS = REPO_ROOT / "usd_assets"
 
 
 def _has(module: str) -> bool:
+    """True for an installed regular package (a bare namespace folder of the same name does not count)."""
     try:
-        return find_spec(module) is not None
+        spec = find_spec(module)
     except (ImportError, ValueError):
         return False
+    return spec is not None and spec.origin is not None
 
 
 def pytest_collection_modifyitems(config, items):

@@ -92,6 +92,6 @@ def test_standalone_scripts(tmp_path, repo_root):
     assert "result: OK" in result.stdout
     result = run(sys.executable, str(repo_root / "standalone" / "run_sim.py"), str(out), "--num-steps", "120")
     assert result.returncode == 0, result.stderr
-    assert "120 steps in" in result.stdout and "real-time factor" in result.stdout
+    assert "stepped 120 steps" in result.stdout and "real-time factor" in result.stdout
     result = run(sys.executable, str(repo_root / "standalone" / "run_sim.py"), config, "--backend", "isaacsim")
     assert result.returncode != 0 and "Isaac Sim's python" in result.stderr

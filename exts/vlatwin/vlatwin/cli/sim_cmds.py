@@ -6,8 +6,6 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 
 def register(groups) -> None:
     sim = groups.add_parser("sim", help="run simulations", description="Run simulations headless.")
@@ -23,7 +21,11 @@ def register(groups) -> None:
     run.add_argument("--steps", type=int, default=1200, help="physics steps (default: %(default)s = 2 s at 600 Hz)")
     run.add_argument("--backend", choices=("newton", "isaacsim"), default="newton", help="simulator (default: %(default)s)")
     run.add_argument("--device", default=None, help="Warp device for newton, e.g. cpu or cuda:0 (default: GPU if any)")
-    run.add_argument("--seed", type=int, default=None, help="seed for reset randomness")
+    run.add_argument("--seed", type=int, default=None, help="seed for the reset noise (same seed, same states)")
+    run.add_argument(
+        "--reset-noise", type=float, default=0.0, metavar="RAD",
+        help="uniform noise [rad | m] added to the initial joint positions, within limits (default: 0)",
+    )
     run.add_argument("--motion", choices=("hold", "sine"), default="hold", help="arm target motion (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=cmd_run)
@@ -39,16 +41,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         device=args.device,
         seed=args.seed,
         motion=args.motion,
+        reset_joint_noise=args.reset_noise,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
-    state = result.final_state
-    error = np.abs(state.joint_q - result.last_target)
     built = args.source.suffix in (".yaml", ".yml")
     print(f"scene: {args.source}" + (" (built to a temporary USD stage)" if built else ""))
-    print(f"load: {result.load_time:.2f} s (includes kernel compilation on a cold cache)")
-    print(
-        f"stepped {result.steps} steps ({result.sim_time:.3f} s simulated, dt {result.info.physics_dt * 1e3:.3f} ms) "
-        f"in {result.wall_time:.3f} s: {result.steps_per_second:,.0f} steps/s, real-time factor {result.real_time_factor:.1f}x"
-    )
-    print(f"joint tracking error: max {error.max():.4f} (rad | m) over {len(error)} joints")
+    print("\n".join(result.summary_lines()))
     return 0
