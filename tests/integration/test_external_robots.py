@@ -33,11 +33,12 @@ def test_referenced_usd_robot_is_welded_where_placed(tmp_path, repo_root):
     np.testing.assert_allclose(base_after[:3], base[:3], atol=1e-3)
 
 
-def test_urdf_robot_imports_and_tracks(tmp_path, repo_root):
-    """A URDF robot is imported by Newton at the placeholder's pose; its joints follow targets."""
-    urdf = repo_root / "tests" / "data" / "two_link_arm.urdf"
-    cfg = config_from_dict({"scene": {"robot": {"source": "urdf", "path": str(urdf), "position": [0.2, 0.0, 0.75]}}})
-    stage = write_scene(cfg.scene, tmp_path / "urdf.usda")
+@pytest.mark.parametrize(("source", "file_name"), [("urdf", "two_link_arm.urdf"), ("mjcf", "two_link_arm.xml")])
+def test_urdf_mjcf_robot_imports_and_tracks(tmp_path, repo_root, source, file_name):
+    """A URDF/MJCF robot is imported by Newton at the placeholder's pose; its joints follow targets."""
+    robot_file = repo_root / "tests" / "data" / file_name
+    cfg = config_from_dict({"scene": {"robot": {"source": source, "path": str(robot_file), "position": [0.2, 0.0, 0.75]}}})
+    stage = write_scene(cfg.scene, tmp_path / f"{source}.usda")
     sim = SimBackendNewton(device="cpu")
     info = sim.load(stage)
     assert [n.rsplit("/", 1)[-1] for n in info.joint_names] == ["shoulder", "elbow"]
