@@ -1,4 +1,4 @@
-"""``vlatwin`` console entry point: ``scene build|check|assets``, ``sim run``.
+"""``vlatwin`` console entry point: ``generate``, ``preview``, ``scene build|check|assets``, ``sim run``.
 
 User errors (:class:`VlatwinError`) print one line and exit with code 2; no traceback.
 """
@@ -13,6 +13,8 @@ from vlatwin import __version__
 from vlatwin.errors import VlatwinError
 
 EPILOG = """examples:
+  vlatwin generate configs/tabletop.yaml --out out/dataset --frames 20
+  vlatwin preview out/dataset -o out/sheet.png
   vlatwin scene build configs/tabletop.yaml -o out/tabletop.usda
   vlatwin scene check out/tabletop.usda
   vlatwin sim run configs/tabletop.yaml --steps 1200
@@ -20,7 +22,7 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vlatwin.cli import scene_cmds, sim_cmds
+    from vlatwin.cli import scene_cmds, sdg_cmds, sim_cmds
 
     parser = argparse.ArgumentParser(
         prog="vlatwin",
@@ -31,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"vlatwin {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="log engine details (Warp compiles, importer notes)")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    sdg_cmds.register(groups)
     scene_cmds.register(groups)
     sim_cmds.register(groups)
     return parser

@@ -10,31 +10,14 @@ import math
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from vlatwin.config.base import StrictModel, resolve_existing_file
+from vlatwin.config.generate_cfg import GenerateCfg
 from vlatwin.config.types import ColorRGB, PositiveVec2, PositiveVec3, Vec3
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 """Names become USD prim names, so they follow USD identifier rules."""
-
-
-class StrictModel(BaseModel):
-    """Base for config models: unknown keys, NaN and infinities are errors."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, validate_default=True)
-
-
-def _resolve_existing_file(value: Path | None, info: ValidationInfo) -> Path | None:
-    """Resolve a path relative to the config file and require that it exists."""
-    if value is None:
-        return None
-    base = (info.context or {}).get("base_dir")
-    path = Path(value).expanduser()
-    if not path.is_absolute() and base is not None:
-        path = Path(base) / path
-    if not path.is_file():
-        raise ValueError(f"file not found: {path} (paths are relative to the config file)")
-    return path.resolve()
 
 
 class MaterialCfg(StrictModel):
@@ -109,7 +92,7 @@ class RobotCfg(StrictModel):
     @field_validator("path")
     @classmethod
     def _path_exists(cls, value, info: ValidationInfo):
-        return _resolve_existing_file(value, info)
+        return resolve_existing_file(value, info)
 
     @model_validator(mode="after")
     def _source_fields(self):
@@ -180,7 +163,7 @@ class ObjectCfg(StrictModel):
     @field_validator("mesh_file")
     @classmethod
     def _mesh_exists(cls, value, info: ValidationInfo):
-        return _resolve_existing_file(value, info)
+        return resolve_existing_file(value, info)
 
     @model_validator(mode="after")
     def _shape_fields(self):
@@ -348,3 +331,17 @@ class VlatwinConfig(StrictModel):
     """Top level of a ``configs/*.yaml`` file."""
 
     scene: SceneCfg = SceneCfg()
+    generate: GenerateCfg = GenerateCfg()
+    """Synthetic-data run settings (``vlatwin generate``)."""
+
+    @model_validator(mode="after")
+    def _generate_refs(self):
+        names = [c.name for c in self.scene.cameras]
+        for name in self.generate.cameras or []:
+            if name not in names:
+                raise ValueError(f"generate.cameras: unknown camera {name!r}; scene cameras: {', '.join(names) or 'none'}")
+        for name in self.generate.camera_options:
+            if name not in names:
+                raise ValueError(f"generate.camera_options: unknown camera {name!r}; scene cameras: {', '.join(names) or 'none'}")
+        return self
+

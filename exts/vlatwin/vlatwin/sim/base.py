@@ -35,6 +35,10 @@ class SimBackend(abc.ABC):
         """A copy of the current state."""
 
     @abc.abstractmethod
+    def set_joint_positions(self, q, *, hold: bool = True) -> None:
+        """Teleport the commanded joints to ``q`` (J,) [rad | m] at rest; ``hold`` also sets the drive targets."""
+
+    @abc.abstractmethod
     def set_body_pose(self, path: str, pose_w: np.ndarray, *, zero_velocity: bool = True) -> None:
         """Teleport a free rigid body to ``pose_w`` = (x, y, z, qw, qx, qy, qz) [m]."""
 

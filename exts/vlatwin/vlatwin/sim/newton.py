@@ -260,6 +260,31 @@ class SimBackendNewton(SimBackend):
             body_vel_w=body_qd.astype(np.float64).copy(),
         )
 
+    def set_joint_positions(self, q, *, hold: bool = True) -> None:
+        self._require_loaded()
+        q = np.asarray(q, dtype=np.float64)
+        if q.shape != (len(self._cmd_q_idx),) or not np.all(np.isfinite(q)):
+            raise ValueError(f"expected {len(self._cmd_q_idx)} finite joint positions, got {q.shape}")
+        q = np.clip(q, self._info.joint_lower, self._info.joint_upper)
+        wp, newton = self._wp, self._newton
+        # Articulated bodies follow the new coordinates by FK; free bodies keep their current poses.
+        joint_q = wp.zeros(self.model.joint_coord_count, dtype=float, device=self.model.device)
+        joint_qd = wp.zeros(self.model.joint_dof_count, dtype=float, device=self.model.device)
+        newton.eval_ik(self.model, self.state, joint_q, joint_qd)
+        full_q = joint_q.numpy()
+        full_q[self._cmd_q_idx] = q
+        qd = np.zeros(self.model.joint_dof_count, dtype=np.float32)
+        newton.eval_fk(
+            self.model,
+            wp.array(full_q, dtype=float, device=self.model.device),
+            wp.array(qd, dtype=float, device=self.model.device),
+            self.state,
+        )
+        self._next_state.body_q.assign(self.state.body_q)
+        self._next_state.body_qd.assign(self.state.body_qd)
+        if hold:
+            self.set_joint_targets(q)
+
     def set_body_pose(self, path: str, pose_w, *, zero_velocity: bool = True) -> None:
         self._require_loaded()
         body = self._info.body_index(path)

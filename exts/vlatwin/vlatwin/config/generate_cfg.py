@@ -1,0 +1,146 @@
+"""``generate:`` section: what a dataset run renders, randomizes and writes.
+
+Angles in degrees where a name ends in ``_deg``; lengths [m].
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from vlatwin.config.base import StrictModel
+from vlatwin.config.types import Vec2
+
+ANNOTATOR_NAMES = (
+    "rgb",
+    "distance_to_camera",
+    "distance_to_image_plane",
+    "normals",
+    "semantic_segmentation",
+    "instance_segmentation",
+    "bounding_box_2d_tight",
+    "bounding_box_2d_loose",
+    "bounding_box_3d",
+    "occlusion",
+    "camera_params",
+    "pointcloud",
+)
+WRITER_NAMES = ("basic", "coco")
+
+
+class LensCfg(StrictModel):
+    """Lens model built into the camera rays (not a post-warp)."""
+
+    model: Literal["pinhole", "fisheye"] = "pinhole"
+    distortion: list[float] = []
+    """pinhole: OpenCV (k1, k2, p1, p2, k3, k4, k5, k6); fisheye: OpenCV equidistant (k1, k2, k3, k4)."""
+
+    @model_validator(mode="after")
+    def _length(self):
+        limit = 8 if self.model == "pinhole" else 4
+        if len(self.distortion) > limit:
+            raise ValueError(f"distortion: at most {limit} coefficients for the {self.model} model")
+        return self
+
+
+class RealismCfg(StrictModel):
+    """Sensor effects applied to RGB only (labels stay exact)."""
+
+    exposure_ev: float = Field(0.0, ge=-10, le=10)
+    """Exposure compensation [EV]; +1 doubles the light."""
+    gain: float = Field(1.0, gt=0.0)
+    gamma: float = Field(1.0, gt=0.0)
+    """Extra display gamma on top of sRGB (1 = none)."""
+    tonemap: Literal["none", "reinhard", "aces"] = "none"
+    """HDR tonemapping of the exposed linear image."""
+    shot_noise: float = Field(0.0, ge=0.0)
+    """Photon noise scale: sigma = shot_noise * sqrt(linear value)."""
+    read_noise: float = Field(0.0, ge=0.0)
+    """Gaussian read noise sigma in linear [0, 1] units."""
+    vignetting: float = Field(0.0, ge=0.0, le=1.0)
+    """Light fall-off at the image corners (0 = none, 1 = black corners), cos^4-like."""
+
+
+class CameraOverrideCfg(StrictModel):
+    """Per-camera rendering options."""
+
+    lens: LensCfg = LensCfg()
+    realism: RealismCfg = RealismCfg()
+    samples_per_pixel: int = Field(1, ge=1, le=16)
+    """>1 anti-aliases colour (MSAA)."""
+
+
+class ObjectRandomizationCfg(StrictModel):
+    """Scatter the dynamic objects on the table top without overlap, then let physics settle them."""
+
+    scatter: bool = True
+    region: tuple[Vec2, Vec2] | None = None
+    """[[x_min, y_min], [x_max, y_max]] on the table top [m]; default: the table top minus a margin."""
+    keep_out_radius: float = Field(0.25, ge=0.0)
+    """No object closer than this to the robot base in XY [m]."""
+    yaw: bool = True
+    colors: bool = False
+    """Random object colours (hue-uniform, saturated)."""
+
+
+class LightRandomizationCfg(StrictModel):
+    direction_jitter_deg: float = Field(0.0, ge=0.0, le=90.0)
+    color_temperature_range: tuple[float, float] | None = None
+    """Kelvin range for the key light colour, e.g. [3500, 7500]."""
+
+
+class CameraRandomizationCfg(StrictModel):
+    position_jitter: float = Field(0.0, ge=0.0)
+    """Uniform +- offset of each camera position per axis [m]."""
+    look_at_jitter: float = Field(0.0, ge=0.0)
+    """[m]"""
+    orbit_deg: float = Field(0.0, ge=0.0, le=180.0)
+    """Random rotation of the camera about the vertical axis through its look-at point [deg]."""
+
+
+class RobotRandomizationCfg(StrictModel):
+    joint_noise: float = Field(0.0, ge=0.0)
+    """Uniform +- noise around home [rad | m], clipped to joint limits."""
+
+
+class RandomizeCfg(StrictModel):
+    objects: ObjectRandomizationCfg = ObjectRandomizationCfg()
+    lights: LightRandomizationCfg = LightRandomizationCfg()
+    cameras: CameraRandomizationCfg = CameraRandomizationCfg()
+    robot: RobotRandomizationCfg = RobotRandomizationCfg()
+
+
+class GenerateCfg(StrictModel):
+    """A synthetic-data run."""
+
+    frames: int = Field(20, ge=1)
+    seed: int = Field(0, ge=0)
+    cameras: list[str] | None = None
+    """Scene camera names to render (default: all)."""
+    annotators: list[str] = list(ANNOTATOR_NAMES)
+    writers: list[str] = ["basic", "coco"]
+    settle_steps: int = Field(240, ge=0)
+    """Physics steps after randomizing, before rendering (0.4 s at 600 Hz)."""
+    shadows: bool = True
+    camera_options: dict[str, CameraOverrideCfg] = {}
+    """Per-camera lens/realism/anti-aliasing, by camera name."""
+    randomize: RandomizeCfg = RandomizeCfg()
+    class_filter: list[str] | None = None
+    """Classes that get boxes / COCO annotations (default: all labelled classes)."""
+
+    @field_validator("annotators")
+    @classmethod
+    def _known_annotators(cls, value):
+        for name in value:
+            if name not in ANNOTATOR_NAMES:
+                raise ValueError(f"annotator {name!r} is not produced by vlatwin; known: {', '.join(ANNOTATOR_NAMES)}")
+        return value
+
+    @field_validator("writers")
+    @classmethod
+    def _known_writers(cls, value):
+        for name in value:
+            if name not in WRITER_NAMES:
+                raise ValueError(f"unknown writer {name!r}; known: {', '.join(WRITER_NAMES)}")
+        return value

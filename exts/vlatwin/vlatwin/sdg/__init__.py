@@ -1,0 +1,1 @@
+"""Synthetic data generation: randomize -> settle -> render -> annotate -> write."""

@@ -1,0 +1,323 @@
+"""``vlatwin generate``: the dataset job.
+
+Per frame: reset -> randomize (seeded by run seed and frame index) -> settle physics -> render each
+camera -> annotate -> hand the outputs to the writer thread. The writer thread encodes (PNG/NPY/JSON),
+writes files atomically and appends the frame to ``manifest.jsonl`` in frame order. A bounded queue
+between them gives backpressure, so memory stays bounded when encoding is slower than rendering.
+With ``workers > 1`` several render threads (each with its own simulator and renderer) share the
+frames; Warp releases the GIL while its kernels run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from vlatwin.errors import VlatwinError
+from vlatwin.writers.storage import Manifest, atomic_write_bytes, remove_unfinished
+
+RUN_FILE = "dataset.json"
+SCENE_FILE = "scene.usda"
+
+
+@dataclass
+class GenerateResult:
+    out_dir: Path
+    frames_written: int
+    frames_skipped: int
+    wall_time: float
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames_written / self.wall_time if self.wall_time > 0 else 0.0
+
+
+def _check_out_dir(out_dir: Path, resume: bool) -> None:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise VlatwinError(f"{out_dir}: output path is a file; give a folder")
+    if out_dir.exists() and any(out_dir.iterdir()) and not resume:
+        raise VlatwinError(f"{out_dir}: output folder is not empty; pass --resume to continue it or choose another --out")
+    if resume and not (out_dir / RUN_FILE).is_file():
+        if out_dir.exists() and any(out_dir.iterdir()):
+            raise VlatwinError(f"{out_dir}: not a vlatwin dataset (no {RUN_FILE}); cannot --resume it")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise VlatwinError(f"{out_dir}: cannot create the output folder: {exc.strerror}") from None
+    if not os.access(out_dir, os.W_OK):
+        raise VlatwinError(f"{out_dir}: output folder is not writable")
+
+
+def _run_signature(config, config_text: str, seed: int) -> dict:
+    """What must match for --resume. The frame count may grow: frames are independent of each other."""
+    return {
+        "config_sha256": hashlib.sha256(config_text.encode()).hexdigest(),
+        "seed": seed,
+        "cameras": _camera_names(config),
+        "annotators": list(config.generate.annotators),
+        "writers": list(config.generate.writers),
+    }
+
+
+def _camera_names(config) -> list[str]:
+    return list(config.generate.cameras or [c.name for c in config.scene.cameras])
+
+
+def _frame_files(root: Path):
+    """(path, frame) for every per-frame file in a dataset folder."""
+    for path in root.rglob("*"):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        stem = path.stem
+        tail = stem.rsplit("_", 1)[-1]
+        if tail.isdigit() and path.name not in (RUN_FILE,):
+            yield path, int(tail)
+
+
+class _Worker:
+    """One simulator + renderer (one per render thread)."""
+
+    def __init__(self, config, stage_path: Path, cameras):
+        from vlatwin.sensors.camera.model import CameraModel
+        from vlatwin.sensors.camera.newton_camera import CameraRendererNewton
+        from vlatwin.sdg.randomize import SceneRandomizer
+        from vlatwin.sim.newton import SimBackendNewton
+        from vlatwin.usd.check import open_stage
+
+        gen = config.generate
+        self.config = config
+        self.sim = SimBackendNewton(physics_dt=config.scene.physics.dt, solver_iterations=config.scene.physics.iterations)
+        self.sim.load(stage_path)
+        stage = open_stage(stage_path)
+        spp = max([gen.camera_options[c.name].samples_per_pixel for c in cameras if c.name in gen.camera_options] or [1])
+        self.renderer = CameraRendererNewton(self.sim, stage, shadows=gen.shadows, samples_per_pixel=spp)
+        self.cameras = []
+        for cam in cameras:
+            options = gen.camera_options.get(cam.name)
+            lens = options.lens if options else None
+            model = CameraModel.from_cfg(
+                cam, distortion=lens.distortion if lens else (), model=lens.model if lens else "pinhole"
+            )
+            self.renderer.add_camera(cam.name, model)
+            self.cameras.append((cam, model, options))
+        self.randomizer = SceneRandomizer(config, self.sim, self.renderer)
+
+    def render_frame(self, frame: int, seed: int) -> tuple[dict, dict]:
+        from vlatwin.sdg.randomize import camera_pose, frame_rng
+        from vlatwin.sensors.camera.realism import apply_realism
+
+        gen = self.config.generate
+        rng = frame_rng(seed, frame)
+        record = self.randomizer.apply(rng)
+        if gen.settle_steps:
+            self.sim.step(num_steps=gen.settle_steps)
+        self.renderer.refit()
+        geometry = self.renderer.instance_geometry()
+        outputs = {}
+        for cam, model, options in self.cameras:
+            T_w_cam = camera_pose(cam, gen.randomize.cameras, rng)
+            raw = self.renderer.render(cam.name, T_w_cam)
+            out = self.renderer.annotate(cam.name, raw, T_w_cam, gen.annotators, geometry=geometry)
+            if options is not None and "rgb" in out:
+                out["rgb"] = apply_realism(out["rgb"], options.realism, rng, fx=model.fx)
+            _filter_classes(out, gen.class_filter, self.renderer.labels)
+            outputs[cam.name] = out
+        return outputs, record
+
+
+def _filter_classes(out: dict, keep, labels) -> None:
+    """Drop boxes of classes not in ``keep`` (segmentation images stay complete)."""
+    if not keep:
+        return
+    keep_ids = {labels.class_id(c) for c in keep if c in labels.classes}
+    for name in ("bounding_box_2d_tight", "bounding_box_2d_loose", "bounding_box_3d"):
+        if name in out:
+            data, info = out[name]["data"], out[name]["info"]
+            mask = np.isin(data["semanticId"], list(keep_ids))
+            out[name]["data"] = data[mask]
+            info["primPaths"] = [p for p, m in zip(info["primPaths"], mask) if m]
+            info["idToLabels"] = {k: v for k, v in info["idToLabels"].items() if int(k) in keep_ids}
+
+
+def generate(
+    config_path: str | Path,
+    out_dir: str | Path,
+    *,
+    frames: int | None = None,
+    seed: int | None = None,
+    resume: bool = False,
+    workers: int = 1,
+    progress: bool = True,
+    queue_size: int = 4,
+) -> GenerateResult:
+    """Write a dataset for the config at ``config_path`` into ``out_dir`` (see module doc)."""
+    from vlatwin.config.loader import load_config
+    from vlatwin.usd.scene_builder import write_scene
+    from vlatwin.writers.basic import WriterBasic
+    from vlatwin.writers.coco import WriterCoco
+
+    config_path = Path(config_path)
+    config = load_config(config_path)
+    gen = config.generate
+    frames = gen.frames if frames is None else frames
+    seed = gen.seed if seed is None else seed
+    if frames <= 0:
+        raise VlatwinError(f"--frames must be positive, got {frames}")
+    if workers <= 0:
+        raise VlatwinError(f"--workers must be positive, got {workers}")
+    names = _camera_names(config)
+    if not names:
+        raise VlatwinError(f"{config_path}: scene.cameras is empty; add a camera to render")
+    cameras = [c for c in config.scene.cameras if c.name in names]
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir, resume)
+
+    signature = _run_signature(config, config_path.read_text(encoding="utf-8"), seed)
+    run_file = out_dir / RUN_FILE
+    manifest = Manifest(out_dir)
+    done: dict[int, dict[str, str]] = {}
+    if resume and run_file.is_file():
+        previous = json.loads(run_file.read_text(encoding="utf-8"))
+        if previous.get("signature") != signature:
+            raise VlatwinError(
+                f"{out_dir}: was generated with a different config or seed; --resume needs the same ones "
+                f"(or start a new --out)"
+            )
+        done = {f: files for f, files in manifest.read().items() if f < frames}
+        remove_unfinished(out_dir, done, _frame_files)
+    atomic_write_bytes(run_file, json.dumps({"signature": signature, "complete": False}, indent=2).encode())
+
+    stage_path = out_dir / SCENE_FILE
+    write_scene(config.scene, stage_path)
+
+    workers_list = [_Worker(config, stage_path, cameras) for _ in range(workers)]
+    labels = workers_list[0].renderer.labels
+    classes = sorted(set(labels.instance_classes) & set(gen.class_filter or labels.instance_classes))
+    writers = []
+    for name in gen.writers:
+        if name == "basic":
+            writers.append(WriterBasic(out_dir, names, set(gen.annotators)))
+        elif name == "coco":
+            if "instance_segmentation" not in gen.annotators or "rgb" not in gen.annotators:
+                raise VlatwinError(f"{config_path}: generate.writers: 'coco' needs the rgb and instance_segmentation annotators")
+            writers.append(WriterCoco(out_dir, names, set(gen.annotators), classes=classes))
+    for writer in writers:
+        for rel, data in writer.start().items():
+            atomic_write_bytes(out_dir / rel, data)
+
+    todo = [f for f in range(frames) if f not in done]
+    result = _run_frames(workers_list, writers, todo, seed, out_dir, manifest, queue_size, progress, class_filter=gen.class_filter)
+
+    finished = sorted(manifest.read())
+    for writer in writers:
+        for rel, data in writer.finalize([f for f in finished if f < frames]).items():
+            atomic_write_bytes(out_dir / rel, data)
+    complete = set(range(frames)) <= set(finished)
+    atomic_write_bytes(run_file, json.dumps({"signature": signature, "complete": complete}, indent=2).encode())
+    return GenerateResult(out_dir=out_dir, frames_written=result[0], frames_skipped=len(done), wall_time=result[1])
+
+
+def _run_frames(workers_list, writers, todo, seed, out_dir, manifest, queue_size, progress, class_filter):
+    """Render ``todo`` frames on the worker threads; encode + write on one writer thread."""
+    work: queue.Queue = queue.Queue()
+    for frame in todo:
+        work.put(frame)
+    results: queue.Queue = queue.Queue(maxsize=queue_size)
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def render_loop(worker):
+        try:
+            while not stop.is_set():
+                try:
+                    frame = work.get_nowait()
+                except queue.Empty:
+                    return
+                outputs, record = worker.render_frame(frame, seed)
+                while not stop.is_set():
+                    try:
+                        results.put((frame, outputs, record), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+        except BaseException as exc:  # surfaced in the main thread
+            errors.append(exc)
+            stop.set()
+
+    written = [0]
+    bar = _progress(len(todo), progress)
+
+    def write_loop():
+        pending: dict[int, dict[str, str]] = {}
+        order = sorted(todo)
+        next_index = 0
+        try:
+            while next_index < len(order) and not (stop.is_set() and results.empty()):
+                try:
+                    frame, outputs, record = results.get(timeout=0.2)
+                except queue.Empty:
+                    continue
+                files: dict[str, str] = {}
+                for writer in writers:
+                    for rel, data in writer.encode_frame(frame, outputs).items():
+                        files[rel] = atomic_write_bytes(out_dir / rel, data)
+                rel = f"frames/frame_{frame:04d}.json"
+                files[rel] = atomic_write_bytes(out_dir / rel, json.dumps({"frame": frame, "randomization": record}, indent=2).encode())
+                pending[frame] = files
+                # The manifest advances in frame order so it is byte-identical for a given seed.
+                while next_index < len(order) and order[next_index] in pending:
+                    f = order[next_index]
+                    manifest.append(f, pending.pop(f))
+                    next_index += 1
+                    written[0] += 1
+                    if bar is not None:
+                        bar.update(1)
+        except BaseException as exc:
+            errors.append(exc)
+            stop.set()
+
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=render_loop, args=(w,), name=f"vlatwin-render-{i}", daemon=True) for i, w in enumerate(workers_list)]
+    writer_thread = threading.Thread(target=write_loop, name="vlatwin-writer", daemon=True)
+    writer_thread.start()
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(timeout=0.5)
+        if not errors:
+            while writer_thread.is_alive():
+                writer_thread.join(timeout=0.5)
+        stop.set()
+        writer_thread.join()
+    except KeyboardInterrupt:
+        stop.set()
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+    if errors:
+        exc = errors[0]
+        if isinstance(exc, VlatwinError):
+            raise exc
+        if isinstance(exc, OSError):
+            raise VlatwinError(f"{out_dir}: write failed: {exc.strerror or exc}; finished frames are kept, rerun with --resume") from None
+        raise exc
+    return written[0], time.perf_counter() - t0
+
+
+def _progress(total: int, enabled: bool):
+    if not enabled or total == 0:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="frame", desc="generating", mininterval=0.5, dynamic_ncols=True)

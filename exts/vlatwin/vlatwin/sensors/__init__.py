@@ -1,0 +1,1 @@
+"""Sensors. Sensor math (projection, annotators, noise) is pure numpy; engine adapters only fetch buffers."""

@@ -1,0 +1,1 @@
+"""Cameras: pinhole/fisheye models, Replicator-compatible annotators, the Newton renderer adapter."""

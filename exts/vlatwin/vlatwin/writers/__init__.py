@@ -1,0 +1,1 @@
+"""Dataset writers: Replicator BasicWriter layout (``basic``) and COCO instances (``coco``)."""

@@ -1,0 +1,92 @@
+"""Replicator BasicWriter layout: ``<camera>/<annotator>_NNNN.<ext>`` plus ``metadata.txt``.
+
+File names, colorized segmentation PNGs with ``"(r, g, b, a)"``-keyed label JSONs, structured box
+arrays with ``_labels_`` and ``_prim_paths_`` JSONs follow omni.replicator.core's BasicWriter 0.0.2,
+so tools written for Isaac Sim datasets read vlatwin datasets unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vlatwin import __version__
+from vlatwin.writers.base import DatasetWriter
+from vlatwin.writers.encoding import color_key, id_palette, json_bytes, npy_bytes, png_bytes
+
+BASIC_WRITER_VERSION = "0.0.2"
+
+
+class WriterBasic(DatasetWriter):
+    name = "basic"
+
+    def start(self) -> dict[str, bytes]:
+        meta = {"WriterName": "BasicWriter", "version": BASIC_WRITER_VERSION, "generator": f"vlatwin {__version__}"}
+        return {"metadata.txt": json_bytes(meta)}
+
+    def encode_frame(self, frame: int, outputs_by_camera: dict[str, dict]) -> dict[str, bytes]:
+        files: dict[str, bytes] = {}
+        tag = self.frame_tag(frame)
+        for camera, out in outputs_by_camera.items():
+            prefix = f"{camera}/"
+            if "rgb" in out:
+                files[f"{prefix}rgb_{tag}.png"] = png_bytes(out["rgb"])
+            for name in ("distance_to_camera", "distance_to_image_plane"):
+                if name in out:
+                    files[f"{prefix}{name}_{tag}.npy"] = npy_bytes(out[name].astype(np.float32))
+            if "normals" in out:
+                normals = ((out["normals"] * 0.5 + 0.5) * 255).clip(0, 255).astype(np.uint8)
+                files[f"{prefix}normals_{tag}.png"] = png_bytes(normals)
+            if "semantic_segmentation" in out:
+                seg = out["semantic_segmentation"]
+                colors, labels = _colorize(seg["data"], {k: v for k, v in seg["info"]["idToLabels"].items()})
+                files[f"{prefix}semantic_segmentation_{tag}.png"] = png_bytes(colors)
+                files[f"{prefix}semantic_segmentation_labels_{tag}.json"] = json_bytes(labels)
+            if "instance_segmentation" in out:
+                seg = out["instance_segmentation"]
+                colors, paths = _colorize(seg["data"], seg["info"]["idToLabels"])
+                present = {int(i) for i in np.unique(seg["data"])}
+                semantics = {
+                    color_key(id_palette(np.array([int(i)]))[0]): seg["info"]["idToSemantics"][i]
+                    for i in seg["info"]["idToSemantics"]
+                    if int(i) in present
+                }
+                files[f"{prefix}instance_segmentation_{tag}.png"] = png_bytes(colors)
+                files[f"{prefix}instance_segmentation_mapping_{tag}.json"] = json_bytes(paths)
+                files[f"{prefix}instance_segmentation_semantics_mapping_{tag}.json"] = json_bytes(semantics)
+            for name in ("bounding_box_2d_tight", "bounding_box_2d_loose", "bounding_box_3d"):
+                if name in out:
+                    files[f"{prefix}{name}_{tag}.npy"] = npy_bytes(out[name]["data"])
+                    files[f"{prefix}{name}_labels_{tag}.json"] = json_bytes(out[name]["info"]["idToLabels"])
+                    files[f"{prefix}{name}_prim_paths_{tag}.json"] = json_bytes(out[name]["info"]["primPaths"])
+            if "occlusion" in out:
+                files[f"{prefix}occlusion_{tag}.npy"] = npy_bytes(out["occlusion"]["data"])
+            if "camera_params" in out:
+                files[f"{prefix}camera_params_{tag}.json"] = json_bytes(out["camera_params"])
+            if "pointcloud" in out:
+                pc = out["pointcloud"]
+                info = pc["info"]
+                files[f"{prefix}pointcloud_{tag}.npy"] = npy_bytes(pc["data"])
+                files[f"{prefix}pointcloud_rgb_{tag}.npy"] = npy_bytes(info["pointRgb"].reshape(-1, 4))
+                files[f"{prefix}pointcloud_normals_{tag}.npy"] = npy_bytes(info["pointNormals"].reshape(-1, 4))
+                files[f"{prefix}pointcloud_semantic_{tag}.npy"] = npy_bytes(info["pointSemantic"])
+                files[f"{prefix}pointcloud_instance_{tag}.npy"] = npy_bytes(info["pointInstance"])
+        return files
+
+
+def _colorize(ids: np.ndarray, id_to_label: dict) -> tuple[np.ndarray, dict]:
+    """Colour an id image; returns (RGBA image, {"(r, g, b, a)": label} for the ids present)."""
+    present = np.unique(ids)
+    lut_ids = np.arange(int(present.max()) + 1 if len(present) else 1)
+    palette = id_palette(lut_ids)
+    labels = {color_key(palette[i]): id_to_label.get(str(int(i)), "UNLABELLED") for i in present}
+    return palette[ids], labels
+
+
+def decode_colorized(image: np.ndarray, labels: dict) -> tuple[np.ndarray, dict]:
+    """Invert a colorized segmentation PNG + its label JSON into (index image, {index: label})."""
+    keys = list(labels)
+    out = np.full(image.shape[:2], -1, dtype=np.int64)
+    for index, key in enumerate(keys):
+        rgba = np.array([int(c) for c in key.strip("()").split(",")], dtype=np.uint8)
+        out[np.all(image == rgba, axis=-1)] = index
+    return out, {i: labels[k] for i, k in enumerate(keys)}
