@@ -143,9 +143,12 @@ def _write(stage, path):
 
 def test_stage_without_articulation_root_is_rejected(tmp_path, tabletop_usda):
     """Removing ArticulationRootAPI gives a one-line error that says where to apply it."""
+    import shutil
+
     from pxr import Usd, UsdPhysics
 
-    stage = Usd.Stage.Open(str(tabletop_usda))
+    shutil.copy(tabletop_usda, tmp_path / "copy.usda")  # never edit the shared file's cached layer
+    stage = Usd.Stage.Open(str(tmp_path / "copy.usda"))
     stage.GetPrimAtPath("/World/Robot").RemoveAPI(UsdPhysics.ArticulationRootAPI)
     path = _write(stage, tmp_path / "noroot.usda")
     with pytest.raises(StageError, match="ArticulationRootAPI") as info:

@@ -32,9 +32,18 @@ def test_robot_asset_is_referenceable(repo_root):
                 assert str(target).startswith("/panda"), (prim.GetPath(), target)
 
 
+def _private_copy(tmp_path, tabletop_usda):
+    """Open a copy: editing a stage opened from the shared file would edit its cached layer for every test."""
+    import shutil
+
+    copy = tmp_path / "copy.usda"
+    shutil.copy(tabletop_usda, copy)
+    return Usd.Stage.Open(str(copy))
+
+
 def test_check_flags_units_and_missing_scene(tmp_path, tabletop_usda):
     """Centimetre stages, Y-up stages and stages without a physics scene are errors."""
-    stage = Usd.Stage.Open(str(tabletop_usda))
+    stage = _private_copy(tmp_path, tabletop_usda)
     UsdGeom.SetStageMetersPerUnit(stage, 0.01)
     UsdGeom.SetStageUpAxis(stage, UsdGeom.Tokens.y)
     stage.RemovePrim("/World/PhysicsScene")
@@ -48,7 +57,7 @@ def test_check_flags_units_and_missing_scene(tmp_path, tabletop_usda):
 
 def test_check_reports_validator_errors(tmp_path, tabletop_usda):
     """A joint whose body relationship points nowhere is caught by the UsdPhysics validators."""
-    stage = Usd.Stage.Open(str(tabletop_usda))
+    stage = _private_copy(tmp_path, tabletop_usda)
     joint = UsdPhysics.RevoluteJoint(stage.GetPrimAtPath("/World/Robot/joints/panda_joint3"))
     joint.GetBody1Rel().SetTargets(["/World/DoesNotExist"])
     path = tmp_path / "badjoint.usda"
