@@ -177,3 +177,49 @@ def test_box_3d_and_camera_params(clear_view):
     assert params["renderProductResolution"] == [W, H]
     f_px = params["cameraFocalLength"] / params["cameraAperture"][0] * W
     assert f_px == pytest.approx((W / 2) / math.tan(math.radians(FOV / 2)))
+
+
+@pytest.mark.parametrize(
+    ("model", "distortion"),
+    [("pinhole", [-0.25, 0.08, 0.001, -0.002, 0.0]), ("fisheye", [0.05, -0.01, 0.0, 0.0])],
+)
+def test_lens_distortion_is_in_the_rays(tmp_path, model, distortion):
+    """With a distorted lens the rendered box matches the numpy projection with the same distortion (1 px)."""
+    from vlatwin.sensors.camera.model import project_points
+
+    cfg = config_from_dict(
+        {
+            "scene": {
+                "table": {"enabled": False},
+                "robot": {"position": [6.0, 6.0, 0.0]},
+                "objects": [CUBE | {"position": [0.0, 0.25, 0.1]}],
+                "cameras": [{"name": "cam", "position": list(EYE), "look_at": list(TARGET), "fov_deg": 90, "resolution": [W, H]}],
+            }
+        }
+    )
+    stage_path = write_scene(cfg.scene, tmp_path / "lens.usda")
+    sim = SimBackendNewton(device="cpu")
+    sim.load(stage_path)
+    renderer = CameraRendererNewton(sim, open_stage(stage_path), shadows=False)
+    camera = CameraModel.from_cfg(cfg.scene.cameras[0], distortion=distortion, model=model)
+    renderer.add_camera("cam", camera)
+    T = np.eye(4)
+    T[:3, :3] = look_at_matrix(EYE, TARGET)
+    T[:3, 3] = EYE
+    renderer.refit()
+    out = renderer.annotate("cam", renderer.render("cam", T), T, ["bounding_box_2d_tight", "bounding_box_2d_loose"])
+    box = _box(out, "bounding_box_2d_tight", "/World/Objects/cube")
+    # Dense points on the cube's surface (all six faces) projected through the same lens model.
+    grid = np.linspace(-0.1, 0.1, 41)
+    a, b = (g.ravel() for g in np.meshgrid(grid, grid))
+    ones = np.full_like(a, 0.1)
+    local = np.concatenate([np.stack(p, axis=1) for s in (1, -1) for p in ((s * ones, a, b), (a, s * ones, b), (a, b, s * ones))])
+    face = local + [0.0, 0.25, 0.1]
+    uv, front = project_points(face, T, camera)
+    assert front.all()
+    expected = (uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max())
+    got = (box["x_min"], box["y_min"], box["x_max"] + 1, box["y_max"] + 1)
+    np.testing.assert_allclose(got, expected, atol=1.5)
+    straight = CameraModel.from_cfg(cfg.scene.cameras[0])
+    uv_straight, _ = project_points(face, T, straight)
+    assert np.abs(uv - uv_straight).max() > 5  # the lens really bends the image
