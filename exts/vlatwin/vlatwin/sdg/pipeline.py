@@ -125,26 +125,11 @@ class _Worker:
         for cam, model, options in self.cameras:
             T_w_cam = camera_pose(cam, gen.randomize.cameras, rng)
             raw = self.renderer.render(cam.name, T_w_cam)
-            out = self.renderer.annotate(cam.name, raw, T_w_cam, gen.annotators, geometry=geometry)
+            out = self.renderer.annotate(cam.name, raw, T_w_cam, gen.annotators, geometry=geometry, keep_classes=gen.class_filter)
             if options is not None and "rgb" in out:
                 out["rgb"] = apply_realism(out["rgb"], options.realism, rng, fx=model.fx)
-            _filter_classes(out, gen.class_filter, self.renderer.labels)
             outputs[cam.name] = out
         return outputs, record
-
-
-def _filter_classes(out: dict, keep, labels) -> None:
-    """Drop boxes of classes not in ``keep`` (segmentation images stay complete)."""
-    if not keep:
-        return
-    keep_ids = {labels.class_id(c) for c in keep if c in labels.classes}
-    for name in ("bounding_box_2d_tight", "bounding_box_2d_loose", "bounding_box_3d"):
-        if name in out:
-            data, info = out[name]["data"], out[name]["info"]
-            mask = np.isin(data["semanticId"], list(keep_ids))
-            out[name]["data"] = data[mask]
-            info["primPaths"] = [p for p, m in zip(info["primPaths"], mask) if m]
-            info["idToLabels"] = {k: v for k, v in info["idToLabels"].items() if int(k) in keep_ids}
 
 
 def generate(

@@ -75,50 +75,59 @@ def rasterize_convex(polygon: np.ndarray, width: int, height: int, out: np.ndarr
     out[y0:y1, x0:x1] |= inside
 
 
-def silhouette_masks(
-    instance_shape_points_w: list[list[np.ndarray]], T_w_cam: np.ndarray, camera: CameraModel
-) -> list[np.ndarray | None]:
-    """Full projected silhouette (H, W) bool of each instance, ignoring occluders; None if off-screen.
+def silhouette_mask(shapes_points_w: list[np.ndarray], T_w_cam: np.ndarray, camera: CameraModel) -> np.ndarray | None:
+    """Full projected silhouette (H, W) bool of one instance, ignoring occluders; None if off-screen.
 
-    Each instance is a union of convex shapes given as surface sample points (world frame); the
+    An instance is a union of convex shapes given as surface sample points (world frame); the
     silhouette of a convex shape is the convex hull of its projected points. Points behind the near
     plane are dropped (shapes crossing it are approximated by their visible part).
     """
-    masks: list[np.ndarray | None] = []
-    for shapes in instance_shape_points_w:
-        mask = None
-        for points in shapes:
-            uv, front = project_points(points, T_w_cam, camera)
-            if front.sum() < 3:
-                continue
-            if mask is None:
-                mask = np.zeros((camera.height, camera.width), dtype=bool)
-            rasterize_convex(convex_hull_2d(uv[front]), camera.width, camera.height, mask)
-        masks.append(mask if mask is not None and mask.any() else None)
-    return masks
+    mask = None
+    for points in shapes_points_w:
+        uv, front = project_points(points, T_w_cam, camera)
+        if front.sum() < 3:
+            continue
+        if mask is None:
+            mask = np.zeros((camera.height, camera.width), dtype=bool)
+        rasterize_convex(convex_hull_2d(uv[front]), camera.width, camera.height, mask)
+    return mask if mask is not None and mask.any() else None
 
 
-def bounding_boxes_2d(instance_image: np.ndarray, labels: LabelTable, silhouettes: list[np.ndarray | None]):
+def bounding_boxes_2d(
+    instance_image: np.ndarray,
+    labels: LabelTable,
+    instance_shapes_w: list[list[np.ndarray]],
+    T_w_cam: np.ndarray,
+    camera: CameraModel,
+    *,
+    keep_classes: set[str] | None = None,
+):
     """Tight (visible pixels) and loose (full silhouette) 2D boxes plus occlusion, per visible labelled prim.
+
+    Args:
+        keep_classes: only these classes get boxes (None = all); others are not even rasterized.
 
     Returns:
         dict with ``tight`` and ``loose`` structured arrays (:data:`BBOX_2D_DTYPE`, inclusive pixel
         bounds), ``primPaths`` and ``idToLabels``, the same rows in the same order.
     """
-    ids = instance_image.ravel()
-    counts = np.bincount(ids, minlength=len(labels.instance_paths) + 2)
+    from scipy import ndimage
+
+    slices = ndimage.find_objects(instance_image.astype(np.int32))
     tight, loose, paths = [], [], []
     sem_ids = labels.instance_semantic_ids
-    height, width = instance_image.shape
     for index, path in enumerate(labels.instance_paths):
-        visible = int(counts[index + 2])
-        if visible == 0:
+        label_value = index + 2
+        if label_value - 1 >= len(slices) or slices[label_value - 1] is None:
+            continue  # not visible
+        if keep_classes is not None and labels.instance_classes[index] not in keep_classes:
             continue
-        mask = instance_image == index + 2
-        rows = np.flatnonzero(mask.any(axis=1))
-        cols = np.flatnonzero(mask.any(axis=0))
-        tight_box = (cols[0], rows[0], cols[-1], rows[-1])
-        full = silhouettes[index] if index < len(silhouettes) else None
+        rows, cols = slices[label_value - 1]
+        mask = np.zeros(instance_image.shape, dtype=bool)
+        mask[rows, cols] = instance_image[rows, cols] == label_value
+        visible = int(mask[rows, cols].sum())
+        tight_box = (cols.start, rows.start, cols.stop - 1, rows.stop - 1)
+        full = silhouette_mask(instance_shapes_w[index], T_w_cam, camera) if index < len(instance_shapes_w) else None
         full = mask if full is None else (full | mask)
         occlusion = 1.0 - visible / float(full.sum())
         frows = np.flatnonzero(full.any(axis=1))
@@ -138,7 +147,9 @@ def bounding_boxes_2d(instance_image: np.ndarray, labels: LabelTable, silhouette
     }
 
 
-def bounding_boxes_3d(labels: LabelTable, instance_points_local, instance_T_w, occlusion_by_path: dict[str, float]):
+def bounding_boxes_3d(
+    labels: LabelTable, instance_points_local, instance_T_w, occlusion_by_path: dict[str, float], *, keep_classes=None
+):
     """3D boxes: local-frame extents of each labelled prim plus its prim-to-world transform.
 
     ``transform`` follows USD/Replicator's row-vector convention (translation in the last row).
@@ -148,6 +159,8 @@ def bounding_boxes_3d(labels: LabelTable, instance_points_local, instance_T_w, o
     for index, path in enumerate(labels.instance_paths):
         points = instance_points_local[index]
         if points is None or len(points) == 0:
+            continue
+        if keep_classes is not None and labels.instance_classes[index] not in keep_classes:
             continue
         lo, hi = points.min(axis=0), points.max(axis=0)
         rows.append(
@@ -178,10 +191,16 @@ def pointcloud(
     semantic: np.ndarray,
     instance: np.ndarray,
     include_unlabelled: bool = False,
+    keep_semantic_ids=None,
 ) -> dict:
-    """World points from ray depth (Replicator ``pointcloud``): labelled pixels only unless asked."""
+    """World points from ray depth (Replicator ``pointcloud``): labelled pixels only unless asked.
+
+    ``keep_semantic_ids`` restricts the points to those classes (the run's class filter).
+    """
     hit = np.isfinite(depth_ray) & (depth_ray > 0)
     keep = hit & (instance >= 2) if not include_unlabelled else hit
+    if keep_semantic_ids is not None:
+        keep &= np.isin(semantic, np.asarray(list(keep_semantic_ids), dtype=semantic.dtype))
     dirs = ray_dirs_cam[keep]
     points_cam = dirs * depth_ray[keep][:, None]
     points_w = points_cam @ T_w_cam[:3, :3].T + T_w_cam[:3, 3]

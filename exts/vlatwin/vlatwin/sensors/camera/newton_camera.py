@@ -259,9 +259,15 @@ class CameraRendererNewton:
             local.append(np.concatenate(pts_local) if pts_local else None)
         return shapes_w, frames, local
 
-    def annotate(self, name: str, raw: RawBuffers, T_w_cam: np.ndarray, annotators, geometry=None) -> dict:
-        """Replicator-structured outputs for the requested annotator names."""
+    def annotate(self, name: str, raw: RawBuffers, T_w_cam: np.ndarray, annotators, geometry=None, *, keep_classes=None) -> dict:
+        """Replicator-structured outputs for the requested annotator names.
+
+        Args:
+            keep_classes: classes that get boxes and point-cloud points (None = every labelled class);
+                segmentation images always keep every label.
+        """
         camera = self._cameras[name]["model"]
+        keep = set(keep_classes) if keep_classes else None
         wanted = set(annotators)
         out: dict = {}
         semantic, instance = self.labels.lookup_images(raw.shape_index)
@@ -285,7 +291,7 @@ class CameraRendererNewton:
         needs_boxes = wanted & {"bounding_box_2d_tight", "bounding_box_2d_loose", "bounding_box_3d", "occlusion"}
         if needs_boxes:
             shapes_w, frames, local = geometry if geometry is not None else self.instance_geometry()
-            boxes = ann.bounding_boxes_2d(instance, self.labels, ann.silhouette_masks(shapes_w, T_w_cam, camera))
+            boxes = ann.bounding_boxes_2d(instance, self.labels, shapes_w, T_w_cam, camera, keep_classes=keep)
             info = {"idToLabels": boxes["idToLabels"], "primPaths": boxes["primPaths"]}
             if "bounding_box_2d_tight" in wanted:
                 out["bounding_box_2d_tight"] = {"data": boxes["tight"], "info": dict(info)}
@@ -299,12 +305,13 @@ class CameraRendererNewton:
                 ]
                 out["occlusion"] = {"data": np.array(rows, dtype=ann.OCCLUSION_DTYPE), "info": {"primPaths": boxes["primPaths"]}}
             if "bounding_box_3d" in wanted:
-                b3 = ann.bounding_boxes_3d(self.labels, local, frames, occlusion)
+                b3 = ann.bounding_boxes_3d(self.labels, local, frames, occlusion, keep_classes=keep)
                 out["bounding_box_3d"] = {"data": b3["data"], "info": {"idToLabels": b3["idToLabels"], "primPaths": b3["primPaths"]}}
         if "camera_params" in wanted:
             out["camera_params"] = ann.camera_params(camera, T_w_cam)
         if "pointcloud" in wanted:
             out["pointcloud"] = ann.pointcloud(
                 raw.depth_ray, self._cameras[name]["ray_dirs"], T_w_cam, rgb=raw.rgba, normals_w=raw.normals_w, semantic=semantic, instance=instance,
+                keep_semantic_ids=None if keep is None else [self.labels.class_id(c) for c in keep if c in self.labels.classes],
             )
         return out

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-_RING = 48
+_RING = 32
 
 
 def _circle(radius: float, z: float, n: int = _RING) -> np.ndarray:
@@ -12,7 +12,7 @@ def _circle(radius: float, z: float, n: int = _RING) -> np.ndarray:
     return np.stack([radius * np.cos(a), radius * np.sin(a), np.full(n, z)], axis=1)
 
 
-def sphere_points(radius: float, n: int = 400) -> np.ndarray:
+def sphere_points(radius: float, n: int = 160) -> np.ndarray:
     """Fibonacci points on a sphere of ``radius`` [m]."""
     i = np.arange(n) + 0.5
     phi = np.arccos(1 - 2 * i / n)
@@ -32,7 +32,7 @@ def cylinder_points(radius: float, half_height: float) -> np.ndarray:
 
 def capsule_points(radius: float, half_height: float) -> np.ndarray:
     """Surface points of a Z-axis capsule (two hemispheres joined by a cylinder)."""
-    cap = sphere_points(radius, 200)
+    cap = sphere_points(radius, 120)
     top = cap[cap[:, 2] >= 0] + [0.0, 0.0, half_height]
     bottom = cap[cap[:, 2] < 0] - [0.0, 0.0, half_height]
     return np.concatenate([top, bottom, cylinder_points(radius, half_height)])
