@@ -62,11 +62,23 @@ class RealismCfg(StrictModel):
     """Light fall-off at the image corners (0 = none, 1 = black corners), cos^4-like."""
 
 
+class MotionBlurCfg(StrictModel):
+    """Motion blur from sub-frame renders across the shutter (colour only; labels at shutter close)."""
+
+    subframes: int = Field(1, ge=1, le=32)
+    """Renders averaged per frame (1 = no blur)."""
+    shutter_s: float = Field(0.02, gt=0.0, le=1.0)
+    """Exposure time [s]; physics advances across it."""
+    camera_shake_speed: float = Field(0.0, ge=0.0)
+    """Random camera velocity during the shutter [m/s] (hand-held / vibrating mount)."""
+
+
 class CameraOverrideCfg(StrictModel):
     """Per-camera rendering options."""
 
     lens: LensCfg = LensCfg()
     realism: RealismCfg = RealismCfg()
+    motion_blur: MotionBlurCfg = MotionBlurCfg()
     samples_per_pixel: int = Field(1, ge=1, le=16)
     """>1 anti-aliases colour (MSAA)."""
 
@@ -82,6 +94,34 @@ class ObjectRandomizationCfg(StrictModel):
     yaw: bool = True
     colors: bool = False
     """Random object colours (hue-uniform, saturated)."""
+    scale_range: tuple[float, float] | None = None
+    """Uniform scale factor per object per frame, e.g. [0.8, 1.2] (collision and look; mass unchanged)."""
+
+    @field_validator("scale_range")
+    @classmethod
+    def _scale_range(cls, value):
+        if value is not None and not 0.0 < value[0] <= value[1]:
+            raise ValueError("expected [min, max] with 0 < min <= max")
+        return value
+
+
+class DistractorCfg(StrictModel):
+    """Extra random primitives (class ``distractor``) added to the scene; a random number per frame join the objects."""
+
+    count: int = Field(0, ge=0, le=50)
+    """Distractors built into the dataset's stage."""
+    active: tuple[int, int] = (0, 3)
+    """Min, max placed on the table per frame (the rest wait off-scene)."""
+    size_range: tuple[float, float] = (0.02, 0.06)
+    """Half-size range [m]."""
+
+    @model_validator(mode="after")
+    def _ranges(self):
+        if not 0 <= self.active[0] <= self.active[1]:
+            raise ValueError("active: expected [min, max] with 0 <= min <= max")
+        if not 0.0 < self.size_range[0] <= self.size_range[1]:
+            raise ValueError("size_range: expected [min, max] with 0 < min <= max")
+        return self
 
 
 class LightRandomizationCfg(StrictModel):
@@ -106,6 +146,7 @@ class RobotRandomizationCfg(StrictModel):
 
 class RandomizeCfg(StrictModel):
     objects: ObjectRandomizationCfg = ObjectRandomizationCfg()
+    distractors: DistractorCfg = DistractorCfg()
     lights: LightRandomizationCfg = LightRandomizationCfg()
     cameras: CameraRandomizationCfg = CameraRandomizationCfg()
     robot: RobotRandomizationCfg = RobotRandomizationCfg()
@@ -123,6 +164,8 @@ class GenerateCfg(StrictModel):
     settle_steps: int = Field(240, ge=0)
     """Physics steps after randomizing, before rendering (0.4 s at 600 Hz)."""
     shadows: bool = True
+    checker_textures: list[str] = []
+    """Classes rendered with a procedural checkerboard texture (e.g. [floor, table])."""
     camera_options: dict[str, CameraOverrideCfg] = {}
     """Per-camera lens/realism/anti-aliasing, by camera name."""
     randomize: RandomizeCfg = RandomizeCfg()

@@ -108,6 +108,8 @@ class _Worker:
             )
             self.renderer.add_camera(cam.name, model)
             self.cameras.append((cam, model, options))
+        if gen.checker_textures:
+            self.renderer.use_checker_texture(gen.checker_textures)
         self.randomizer = SceneRandomizer(config, self.sim, self.renderer)
 
     def render_frame(self, frame: int, seed: int) -> tuple[dict, dict]:
@@ -124,12 +126,50 @@ class _Worker:
         outputs = {}
         for cam, model, options in self.cameras:
             T_w_cam = camera_pose(cam, gen.randomize.cameras, rng)
+            blur = options.motion_blur if options is not None else None
+            blurred = None
+            if blur is not None and blur.subframes > 1:
+                blurred, T_w_cam = self._motion_blur(cam.name, T_w_cam, blur, rng)
             raw = self.renderer.render(cam.name, T_w_cam)
+            if blurred is not None:
+                raw.rgba = blurred
             out = self.renderer.annotate(cam.name, raw, T_w_cam, gen.annotators, geometry=geometry, keep_classes=gen.class_filter)
             if options is not None and "rgb" in out:
                 out["rgb"] = apply_realism(out["rgb"], options.realism, rng, fx=model.fx)
             outputs[cam.name] = out
         return outputs, record
+
+    def _motion_blur(self, name, T_w_cam, blur, rng):
+        """Render ``blur.subframes`` colour images while physics and the camera move across the shutter.
+
+        Returns the averaged colour and the camera pose at shutter close (labels are rendered there).
+        """
+        dt = self.sim.physics_dt
+        steps = max(1, int(round(blur.shutter_s / blur.subframes / dt)))
+        velocity = np.zeros(3)
+        if blur.camera_shake_speed > 0:
+            direction = rng.normal(size=3)
+            velocity = direction / np.linalg.norm(direction) * blur.camera_shake_speed
+        frames = []
+        T = T_w_cam.copy()
+        for k in range(blur.subframes):
+            if k:
+                self.sim.step(num_steps=steps)
+                self.renderer.refit()
+            T = T_w_cam.copy()
+            T[:3, 3] += velocity * (k * steps * dt)
+            frames.append(self.renderer.render_color(name, T))
+        return _average_srgb(frames), T
+
+
+def _average_srgb(frames: list[np.ndarray]) -> np.ndarray:
+    """Average sRGB images in linear light (how a sensor integrates over the shutter)."""
+    from vlatwin.sensors.camera.realism import linear_to_srgb, srgb_to_linear
+
+    linear = np.mean([srgb_to_linear(f[..., :3]) for f in frames], axis=0)
+    out = frames[-1].copy()
+    out[..., :3] = linear_to_srgb(linear)
+    return out
 
 
 def generate(
@@ -180,6 +220,9 @@ def generate(
         remove_unfinished(out_dir, done, _frame_files)
     atomic_write_bytes(run_file, json.dumps({"signature": signature, "complete": False}, indent=2).encode())
 
+    from vlatwin.sdg.randomize import with_distractors
+
+    config = config.model_copy(update={"scene": with_distractors(config.scene, gen.randomize.distractors, seed)})
     stage_path = out_dir / SCENE_FILE
     write_scene(config.scene, stage_path)
 

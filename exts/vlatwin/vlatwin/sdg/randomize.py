@@ -12,8 +12,42 @@ from vlatwin.sensors.camera.shapes import box_points, capsule_points, cylinder_p
 from vlatwin.utils.transforms import look_at_matrix, matrix_to_quat_wxyz, rot_z, rpy_deg_to_matrix
 
 
+DISTRACTOR_CLASS = "distractor"
+PARKING_XY = (40.0, 40.0)
+"""Where unused distractors wait, far outside every camera [m]."""
+
+
 def frame_rng(seed: int, frame: int) -> np.random.Generator:
     return np.random.default_rng([seed, frame])
+
+
+def with_distractors(scene, settings, seed: int):
+    """A copy of ``scene`` with ``settings.count`` random primitives parked off-scene (seeded by ``seed``)."""
+    from vlatwin.config.scene_cfg import ObjectCfg
+
+    if settings.count == 0:
+        return scene
+    rng = np.random.default_rng([seed, 0xD157])
+    extra = []
+    for i in range(settings.count):
+        half = rng.uniform(*settings.size_range)
+        shape = ["box", "sphere", "cylinder"][int(rng.integers(3))]
+        params = {
+            "box": {"size": list(rng.uniform(0.6, 1.0, 3) * 2 * half)},
+            "sphere": {"radius": half},
+            "cylinder": {"radius": half * rng.uniform(0.5, 1.0), "height": 2 * half},
+        }[shape]
+        extra.append(
+            ObjectCfg(
+                name=f"distractor_{i}",
+                shape=shape,
+                position=(PARKING_XY[0] + 0.5 * i, PARKING_XY[1], half + 0.01),
+                color=tuple(float(c) for c in rng.uniform(0.1, 0.9, 3)),
+                label=DISTRACTOR_CLASS,
+                **params,
+            )
+        )
+    return scene.model_copy(update={"objects": [*scene.objects, *extra]})
 
 
 def object_local_points(obj) -> np.ndarray:
@@ -54,14 +88,15 @@ class SceneRandomizer:
         info = sim.info
         self._home_q = sim.reset().joint_q.copy()
         self._objects = []
+        self._distractors = []
         for obj in self.scene.objects:
             path = f"/World/Objects/{obj.name}"
             if not obj.dynamic or path not in info.body_paths:
                 continue
             base_rot = rpy_deg_to_matrix(obj.rpy_deg)
             points = object_local_points(obj) @ base_rot.T
-            radius = float(np.max(np.linalg.norm(points[:, :2], axis=1)))
-            self._objects.append((path, base_rot, radius, float(-points[:, 2].min())))
+            entry = (path, base_rot, points)
+            (self._distractors if obj.label == DISTRACTOR_CLASS and obj.name.startswith("distractor_") else self._objects).append(entry)
         table = self.scene.table
         top = table.size[2] if table.enabled else 0.0
         self._surface_z = top
@@ -93,19 +128,35 @@ class SceneRandomizer:
             self.sim.set_joint_positions(q)
             record["robot_q"] = self.sim.get_state().joint_q.round(6).tolist()
         objects = self.settings.objects
-        if objects.scatter and self._objects:
-            record["objects"] = self._scatter(rng, objects)
+        placed = list(self._objects)
+        if self._distractors:
+            lo, hi = self.settings.distractors.active
+            count = int(rng.integers(lo, min(hi, len(self._distractors)) + 1))
+            chosen = sorted(rng.choice(len(self._distractors), size=count, replace=False).tolist())
+            placed += [self._distractors[i] for i in chosen]
+            record["distractors"] = [self._distractors[i][0] for i in chosen]
+        scales = {}
+        if objects.scale_range is not None:
+            for path, _, _ in placed:
+                scales[path] = float(rng.uniform(*objects.scale_range))
+                self.renderer.set_body_scale(path, scales[path])
+            record["scales"] = {k: round(v, 5) for k, v in scales.items()}
+        if objects.scatter and placed:
+            record["objects"] = self._scatter(rng, objects, placed, scales)
         if objects.colors:
-            record["colors"] = self._recolor(rng)
+            record["colors"] = self._recolor(rng, placed)
         if self._key_light is not None and (self.settings.lights.direction_jitter_deg > 0 or self.settings.lights.color_temperature_range):
             record["light"] = self._relight(rng)
         return record
 
-    def _scatter(self, rng, settings) -> dict:
+    def _scatter(self, rng, settings, objects, scales) -> dict:
         x0, y0, x1, y1 = self._region
         placed: list[tuple[np.ndarray, float]] = []
         poses = {}
-        for path, base_rot, radius, lift in self._objects:
+        for path, base_rot, points in objects:
+            points = points * scales.get(path, 1.0)
+            radius = float(np.max(np.linalg.norm(points[:, :2], axis=1)))
+            lift = float(-points[:, 2].min())
             for _ in range(200):
                 xy = rng.uniform([x0 + radius, y0 + radius], [x1 - radius, y1 - radius])
                 if np.linalg.norm(xy - self._robot_xy) < settings.keep_out_radius + radius:
@@ -124,9 +175,9 @@ class SceneRandomizer:
             poses[path] = pos.round(5).tolist()
         return poses
 
-    def _recolor(self, rng) -> dict:
+    def _recolor(self, rng, objects) -> dict:
         colors = {}
-        for path, *_ in self._objects:
+        for path, *_ in objects:
             hue = rng.uniform(0, 1)
             rgb = _hsv_to_rgb(hue, rng.uniform(0.6, 1.0), rng.uniform(0.5, 1.0))
             self.renderer.set_instance_color(path, rgb)

@@ -130,6 +130,7 @@ class CameraRendererNewton:
 
         GeoType = newton.GeoType
         visible_flag = int(newton.ShapeFlags.VISIBLE)
+        self._shape_scale0 = scales.copy()
         self._shape_points: list[np.ndarray | None] = []
         for i, (kind, scale) in enumerate(zip(types, scales)):
             kind = int(kind)
@@ -178,6 +179,32 @@ class CameraRendererNewton:
         colors[shapes] = np.asarray(rgb, dtype=colors.dtype)
         self.model.shape_color.assign(colors)
 
+    def set_body_scale(self, body_path: str, factor: float) -> None:
+        """Scale every shape of a rigid body uniformly by ``factor`` relative to its authored size.
+
+        Collision and rendering follow; mass and inertia keep their authored values.
+        """
+        body = self._sim.info.body_index(body_path)
+        shapes = np.flatnonzero(self._shape_body == body)
+        scales = self.model.shape_scale.numpy()
+        radius = self.model.shape_collision_radius.numpy()
+        old = scales[shapes, 0] / np.where(self._shape_scale0[shapes, 0] > 0, self._shape_scale0[shapes, 0], 1.0)
+        scales[shapes] = self._shape_scale0[shapes] * factor
+        radius[shapes] = radius[shapes] / old * factor
+        self.model.shape_scale.assign(scales)
+        self.model.shape_collision_radius.assign(radius)
+
+    def use_checker_texture(self, classes) -> None:
+        """Give every shape of the listed classes a procedural checkerboard texture."""
+        wanted = set(classes)
+        shapes = [
+            s for s, inst in enumerate(self.labels.shape_instance)
+            if inst >= 0 and self.labels.instance_classes[inst] in wanted
+        ]
+        if shapes:
+            self._sensor.assign_checkerboard_material(shape_indices=np.array(shapes, dtype=np.int32), resolution=64, checker_size=8)
+            self._config.enable_textures = True
+
     def add_camera(self, name: str, camera: CameraModel) -> None:
         """Register a camera: its rays (distortion included) and output buffers."""
         S = self._SensorCamera
@@ -212,6 +239,15 @@ class CameraRendererNewton:
         """Update the ray-tracing acceleration structure after bodies moved (once per frame)."""
         self.model.bvh_refit_shapes(self._sim.state)
 
+    def render_color(self, name: str, T_w_cam: np.ndarray) -> np.ndarray:
+        """Colour only (for motion-blur sub-frames): uint8 (H, W, 4)."""
+        cam = self._cameras[name]
+        w, x, y, z = matrix_to_quat_wxyz(T_w_cam[:3, :3])
+        cam["transform"].assign(np.array([[*T_w_cam[:3, 3], x, y, z, w]], dtype=np.float32))
+        self._sensor.update(self._sim.state, cam["transform"], cam["rays"], color_image=cam["color"], render_config=self._config)
+        model = cam["model"]
+        return cam["color"].numpy().view(np.uint8).reshape(model.height, model.width, 4).copy()
+
     def render(self, name: str, T_w_cam: np.ndarray) -> RawBuffers:
         """Render camera ``name`` at pose ``T_w_cam`` (4x4 camera-to-world, USD camera axes)."""
         cam = self._cameras[name]
@@ -226,6 +262,7 @@ class CameraRendererNewton:
             forward_depth_image=cam["forward"],
             shape_index_image=cam["shape"],
             normal_image=cam["normal"],
+            render_config=self._config,
         )
         model = cam["model"]
         h, wd = model.height, model.width
@@ -242,6 +279,8 @@ class CameraRendererNewton:
         """Per instance at the current state: world sample points per shape, prim-to-world 4x4, local points."""
         body_q = self._sim.state.body_q.numpy()
         body_T = [_to_T(q) for q in body_q]
+        # Sample points were made at load-time scale; follow any uniform rescale since (randomization).
+        factor = self.model.shape_scale.numpy()[:, 0] / np.where(self._shape_scale0[:, 0] > 0, self._shape_scale0[:, 0], 1.0)
         shapes_w, frames, local = [], [], []
         for inst, shapes in enumerate(self._instance_shapes):
             body = self._instance_body[inst]
@@ -251,7 +290,7 @@ class CameraRendererNewton:
             for s in shapes:
                 b = self._shape_body[s]
                 T_shape = (body_T[b] if b >= 0 else np.eye(4)) @ self._shape_T_b[s]
-                pts = self._shape_points[s] @ T_shape[:3, :3].T + T_shape[:3, 3]
+                pts = (self._shape_points[s] * factor[s]) @ T_shape[:3, :3].T + T_shape[:3, 3]
                 per_shape.append(pts)
                 pts_local.append(pts @ inv_prim[:3, :3].T + inv_prim[:3, 3])
             shapes_w.append(per_shape)
