@@ -11,21 +11,8 @@ from pydantic import Field, field_validator, model_validator
 
 from vlatwin.config.base import StrictModel
 from vlatwin.config.types import Vec2
+from vlatwin.sensors.camera.annotators import ANNOTATOR_NAMES
 
-ANNOTATOR_NAMES = (
-    "rgb",
-    "distance_to_camera",
-    "distance_to_image_plane",
-    "normals",
-    "semantic_segmentation",
-    "instance_segmentation",
-    "bounding_box_2d_tight",
-    "bounding_box_2d_loose",
-    "bounding_box_3d",
-    "occlusion",
-    "camera_params",
-    "pointcloud",
-)
 WRITER_NAMES = ("basic", "coco")
 
 

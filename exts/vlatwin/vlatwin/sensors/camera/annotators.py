@@ -12,6 +12,22 @@ import numpy as np
 from vlatwin.sensors.camera.labels import LabelTable
 from vlatwin.sensors.camera.model import CameraModel, project_points, projection_matrix, view_matrix
 
+#: Replicator annotator names vlatwin produces (every backend must produce all of them).
+ANNOTATOR_NAMES = (
+    "rgb",
+    "distance_to_camera",
+    "distance_to_image_plane",
+    "normals",
+    "semantic_segmentation",
+    "instance_segmentation",
+    "bounding_box_2d_tight",
+    "bounding_box_2d_loose",
+    "bounding_box_3d",
+    "occlusion",
+    "camera_params",
+    "pointcloud",
+)
+
 BBOX_2D_DTYPE = np.dtype(
     [("semanticId", "<u4"), ("x_min", "<i4"), ("y_min", "<i4"), ("x_max", "<i4"), ("y_max", "<i4"), ("occlusionRatio", "<f4")]
 )

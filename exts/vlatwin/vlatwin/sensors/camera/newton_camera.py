@@ -18,21 +18,8 @@ from vlatwin.sensors.camera.model import CameraModel
 from vlatwin.sensors.camera.shapes import box_points, capsule_points, cylinder_points, sphere_points
 from vlatwin.utils.transforms import matrix_to_quat_wxyz, quat_wxyz_to_matrix
 
-#: Annotators this backend produces (Replicator names).
-SUPPORTED_ANNOTATORS = (
-    "rgb",
-    "distance_to_camera",
-    "distance_to_image_plane",
-    "normals",
-    "semantic_segmentation",
-    "instance_segmentation",
-    "bounding_box_2d_tight",
-    "bounding_box_2d_loose",
-    "bounding_box_3d",
-    "occlusion",
-    "camera_params",
-    "pointcloud",
-)
+#: Annotators this backend produces (Replicator names): all of them.
+SUPPORTED_ANNOTATORS = ann.ANNOTATOR_NAMES
 
 
 @dataclass
