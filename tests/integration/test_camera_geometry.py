@@ -223,3 +223,34 @@ def test_lens_distortion_is_in_the_rays(tmp_path, model, distortion):
     straight = CameraModel.from_cfg(cfg.scene.cameras[0])
     uv_straight, _ = project_points(face, T, straight)
     assert np.abs(uv - uv_straight).max() > 5  # the lens really bends the image
+
+
+def test_msaa_smooths_edges_labels_stay_exact(tmp_path):
+    """4-sample MSAA adds blended edge colours to RGB; the instance image still has only exact ids."""
+    cfg = config_from_dict(
+        {
+            "scene": {
+                "table": {"enabled": False},
+                "robot": {"position": [6.0, 6.0, 0.0]},
+                "objects": [CUBE | {"rpy_deg": [0, 0, 30]}],
+                "cameras": [{"name": "cam", "position": list(EYE), "look_at": list(TARGET), "fov_deg": FOV, "resolution": [W, H]}],
+            }
+        }
+    )
+    stage_path = write_scene(cfg.scene, tmp_path / "aa.usda")
+    T = np.eye(4)
+    T[:3, :3] = look_at_matrix(EYE, TARGET)
+    T[:3, 3] = EYE
+    colours = {}
+    for spp in (1, 4):
+        sim = SimBackendNewton(device="cpu")
+        sim.load(stage_path)
+        renderer = CameraRendererNewton(sim, open_stage(stage_path), shadows=False, samples_per_pixel=spp)
+        renderer.add_camera("cam", CameraModel.from_cfg(cfg.scene.cameras[0]))
+        renderer.refit()
+        out = renderer.annotate("cam", renderer.render("cam", T), T, ["rgb", "instance_segmentation"])
+        rgb = out["rgb"][..., :3].reshape(-1, 3)
+        colours[spp] = len(np.unique(rgb, axis=0))
+        ids = set(np.unique(out["instance_segmentation"]["data"]).tolist())
+        assert ids <= {0, 1} | {int(k) for k in out["instance_segmentation"]["info"]["idToLabels"]}
+    assert colours[4] > colours[1] * 1.2

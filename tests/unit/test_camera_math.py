@@ -96,3 +96,24 @@ def test_identity_realism_is_a_no_op_and_vignetting_darkens_corners():
     gain = vignette_gain(640, 480, 1.0, fx=320.0)
     assert gain[240, 320] == pytest.approx(1.0, abs=1e-3)
     assert gain[0, 0] < 0.4
+
+
+def test_camera_orbit_keeps_distance_and_target():
+    """Orbit jitter turns the camera about the vertical through its target: same distance and height, new azimuth."""
+    from vlatwin.config.generate_cfg import CameraRandomizationCfg
+    from vlatwin.config.scene_cfg import CameraCfg
+    from vlatwin.sdg.randomize import camera_pose, frame_rng
+
+    cam = CameraCfg(name="c", position=(1.5, 0.0, 1.2), look_at=(0.5, 0.0, 0.8))
+    settings = CameraRandomizationCfg(orbit_deg=60)
+    azimuths = []
+    for frame in range(20):
+        T = camera_pose(cam, settings, frame_rng(0, frame))
+        offset = T[:3, 3] - np.array(cam.look_at)
+        assert np.linalg.norm(offset) == pytest.approx(np.linalg.norm(np.subtract(cam.position, cam.look_at)))
+        assert T[2, 3] == pytest.approx(1.2)
+        direction = (np.array(cam.look_at) - T[:3, 3]) / np.linalg.norm(offset)
+        np.testing.assert_allclose(-T[:3, 2], direction, atol=1e-9)
+        azimuths.append(np.degrees(np.arctan2(offset[1], offset[0])))
+    assert max(azimuths) - min(azimuths) > 60 and max(np.abs(azimuths)) <= 60 + 1e-9
+    assert camera_pose(cam, settings, frame_rng(0, 3)).tolist() == camera_pose(cam, settings, frame_rng(0, 3)).tolist()
