@@ -27,6 +27,8 @@ class MaterialCfg(StrictModel):
     """Diffuse colour, linear RGB."""
     roughness: float = Field(0.5, ge=0.0, le=1.0)
     metallic: float = Field(0.0, ge=0.0, le=1.0)
+    reflectivity: float | None = Field(None, ge=0.0, le=1.0)
+    """LIDAR reflectivity (0..1); authored as ``vlatwin:reflectivity`` on the material."""
     static_friction: float = Field(0.8, ge=0.0)
     dynamic_friction: float = Field(0.6, ge=0.0)
     restitution: float = Field(0.0, ge=0.0, le=1.0)
@@ -159,6 +161,8 @@ class ObjectCfg(StrictModel):
     """Shortcut for a plastic material of this linear RGB colour."""
     label: str | None = None
     """Semantic class (defaults to the object's name)."""
+    reflectivity: float | None = Field(None, ge=0.0, le=1.0)
+    """LIDAR reflectivity (0..1); overrides the material's."""
 
     @field_validator("mesh_file")
     @classmethod
@@ -276,6 +280,49 @@ class CameraCfg(StrictModel):
         return self.horizontal_aperture * self.resolution[1] / self.resolution[0]
 
 
+class LidarCfg(StrictModel):
+    """A LIDAR: a built-in profile name (e.g. ``OS1-128``) or an inline profile, and its mounting pose."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    profile: str | dict
+    """Built-in profile name, or a mapping with the fields of :class:`LidarProfile`."""
+    position: Vec3
+    """Sensor origin [m]: world frame, or the parent body's frame when ``parent`` is set."""
+    rpy_deg: Vec3 = (0.0, 0.0, 0.0)
+    """Orientation [deg]; the sensor looks along its +X with +Z up."""
+    parent: str | None = None
+    """Prim path of a rigid body the sensor rides on (e.g. /World/Robot/panda_link7)."""
+    blocks: int = Field(10, ge=1, le=1000)
+    """Column blocks per scan cast at their own times (motion-distortion time resolution)."""
+    noise: bool = True
+    """False gives an ideal sensor (no range noise, jitter or dropout)."""
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, value):
+        from vlatwin.sensors.lidar.profiles import resolve_profile
+
+        if isinstance(value, dict):
+            from pydantic import ValidationError
+
+            try:
+                resolve_profile(value)
+            except ValidationError as exc:
+                err = exc.errors(include_url=False)[0]
+                where = ".".join(str(p) for p in err["loc"])
+                msg = err["msg"].removeprefix("Value error, ")
+                raise ValueError(f"{where + ': ' if where else ''}{msg}") from None
+        else:
+            resolve_profile(value)
+        return value
+
+    @property
+    def resolved_profile(self):
+        from vlatwin.sensors.lidar.profiles import resolve_profile
+
+        return resolve_profile(self.profile)
+
+
 class SceneCfg(StrictModel):
     """A robot cell: robot, table, floor, objects, materials, lights and cameras."""
 
@@ -290,6 +337,7 @@ class SceneCfg(StrictModel):
     lights: list[LightCfg] | None = None
     """Lights; when omitted, a key distant light plus a dome light are added (``[]`` means none)."""
     cameras: list[CameraCfg] = []
+    lidars: list[LidarCfg] = []
 
     @model_validator(mode="after")
     def _references(self):
@@ -299,7 +347,7 @@ class SceneCfg(StrictModel):
         for where, name in refs:
             if name not in known:
                 raise ValueError(f"{where}: unknown material {name!r}; known: {', '.join(sorted(known))}")
-        for group, items in (("objects", self.objects), ("lights", self.lights or []), ("cameras", self.cameras)):
+        for group, items in (("objects", self.objects), ("lights", self.lights or []), ("cameras", self.cameras), ("lidars", self.lidars)):
             seen: set[str] = set()
             for i, item in enumerate(items):
                 if item.name in seen:

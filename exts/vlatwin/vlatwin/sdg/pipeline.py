@@ -111,6 +111,12 @@ class _Worker:
         if gen.checker_textures:
             self.renderer.use_checker_texture(gen.checker_textures)
         self.randomizer = SceneRandomizer(config, self.sim, self.renderer)
+        from vlatwin.sensors.lidar.newton_lidar import LidarNewton
+
+        self.lidars = [
+            (lidar, LidarNewton(self.sim, stage, lidar.resolved_profile, blocks=lidar.blocks, labels=self.renderer.labels))
+            for lidar in config.scene.lidars
+        ]
 
     def render_frame(self, frame: int, seed: int) -> tuple[dict, dict]:
         from vlatwin.sdg.randomize import camera_pose, frame_rng
@@ -137,7 +143,15 @@ class _Worker:
             if options is not None and "rgb" in out:
                 out["rgb"] = apply_realism(out["rgb"], options.realism, rng, fx=model.fx)
             outputs[cam.name] = out
-        return outputs, record
+        scans = {}
+        for lidar_cfg, lidar in self.lidars:
+            record.setdefault("lidar_scan_start", {})[lidar_cfg.name] = round(self.sim.get_state().time, 9)
+            scans[lidar_cfg.name] = lidar.scan(
+                _lidar_pose_fn(self.sim, lidar_cfg),
+                rng=rng if lidar_cfg.noise else None,
+                scan_index=frame,
+            )
+        return {"cameras": outputs, "lidars": scans}, record
 
     def _motion_blur(self, name, T_w_cam, blur, rng):
         """Render ``blur.subframes`` colour images while physics and the camera move across the shutter.
@@ -160,6 +174,23 @@ class _Worker:
             T[:3, 3] += velocity * (k * steps * dt)
             frames.append(self.renderer.render_color(name, T))
         return _average_srgb(frames), T
+
+
+def _lidar_pose_fn(sim, lidar_cfg):
+    """Sensor-to-world pose as a function of time: static, or riding on a rigid body (read live)."""
+    from vlatwin.utils.transforms import make_transform, quat_wxyz_to_matrix, rpy_deg_to_matrix
+
+    offset = make_transform(rpy_deg_to_matrix(lidar_cfg.rpy_deg), lidar_cfg.position)
+    if lidar_cfg.parent is None:
+        return lambda t: offset
+    info = sim.info
+    body = info.body_index(lidar_cfg.parent)
+
+    def pose_at(t: float) -> np.ndarray:
+        pose = sim.get_state().body_pose_w[body]
+        return make_transform(quat_wxyz_to_matrix(pose[3:]), pose[:3]) @ offset
+
+    return pose_at
 
 
 def _average_srgb(frames: list[np.ndarray]) -> np.ndarray:
@@ -199,8 +230,8 @@ def generate(
     if workers <= 0:
         raise VlatwinError(f"--workers must be positive, got {workers}")
     names = _camera_names(config)
-    if not names:
-        raise VlatwinError(f"{config_path}: scene.cameras is empty; add a camera to render")
+    if not names and not config.scene.lidars:
+        raise VlatwinError(f"{config_path}: no sensors: add scene.cameras or scene.lidars")
     cameras = [c for c in config.scene.cameras if c.name in names]
     out_dir = Path(out_dir)
     _check_out_dir(out_dir, resume)
@@ -237,6 +268,11 @@ def generate(
             if "instance_segmentation" not in gen.annotators or "rgb" not in gen.annotators:
                 raise VlatwinError(f"{config_path}: generate.writers: 'coco' needs the rgb and instance_segmentation annotators")
             writers.append(WriterCoco(out_dir, names, set(gen.annotators), classes=classes))
+    if config.scene.lidars:
+        from vlatwin.writers.lidar import WriterLidar
+
+        class_names = {labels.class_id(c): c for c in labels.classes}
+        writers.append(WriterLidar([l.name for l in config.scene.lidars], class_names))
     for writer in writers:
         for rel, data in writer.start().items():
             atomic_write_bytes(out_dir / rel, data)
@@ -246,8 +282,9 @@ def generate(
 
     finished = sorted(manifest.read())
     for writer in writers:
-        for rel, data in writer.finalize([f for f in finished if f < frames]).items():
-            atomic_write_bytes(out_dir / rel, data)
+        if hasattr(writer, "finalize"):
+            for rel, data in writer.finalize([f for f in finished if f < frames]).items():
+                atomic_write_bytes(out_dir / rel, data)
     complete = set(range(frames)) <= set(finished)
     atomic_write_bytes(run_file, json.dumps({"signature": signature, "complete": complete}, indent=2).encode())
     return GenerateResult(out_dir=out_dir, frames_written=result[0], frames_skipped=len(done), wall_time=result[1])
@@ -295,7 +332,10 @@ def _run_frames(workers_list, writers, todo, seed, out_dir, manifest, queue_size
                     continue
                 files: dict[str, str] = {}
                 for writer in writers:
-                    for rel, data in writer.encode_frame(frame, outputs).items():
+                    payload = outputs["lidars"] if getattr(writer, "lidar_names", None) is not None else outputs["cameras"]
+                    if not payload:
+                        continue
+                    for rel, data in writer.encode_frame(frame, payload).items():
                         files[rel] = atomic_write_bytes(out_dir / rel, data)
                 rel = f"frames/frame_{frame:04d}.json"
                 files[rel] = atomic_write_bytes(out_dir / rel, json.dumps({"frame": frame, "randomization": record}, indent=2).encode())

@@ -304,6 +304,18 @@ class SimBackendNewton(SimBackend):
             self.state.body_qd.assign(body_qd)
             self._next_state.body_qd.assign(body_qd)
 
+    def set_body_velocity(self, path: str, linear_w, angular_w=(0.0, 0.0, 0.0)) -> None:
+        """Set a free body's velocity: linear [m/s] of its centre of mass and angular [rad/s], world frame."""
+        self._require_loaded()
+        body = self._info.body_index(path)
+        if body not in self._free_joint_of_body:
+            raise VlatwinError(f"{path} is not a free rigid body (it is part of an articulation)")
+        body_qd = self.state.body_qd.numpy().copy()
+        body_qd[body, :3] = np.asarray(linear_w, dtype=np.float32)
+        body_qd[body, 3:] = np.asarray(angular_w, dtype=np.float32)
+        self.state.body_qd.assign(body_qd)
+        self._next_state.body_qd.assign(body_qd)
+
     @property
     def info(self) -> SimModelInfo:
         self._require_loaded()

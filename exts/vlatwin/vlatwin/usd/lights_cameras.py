@@ -9,6 +9,7 @@ from vlatwin.utils.transforms import look_at_matrix, rpy_deg_to_matrix
 
 LIGHTS_PATH = "/World/Lights"
 CAMERAS_PATH = "/World/Cameras"
+LIDARS_PATH = "/World/Lidars"
 
 
 def spawn_light(stage, cfg):
@@ -65,3 +66,25 @@ def camera_intrinsics(cfg) -> np.ndarray:
     width, height = cfg.resolution
     fx = cfg.focal_length_mm / cfg.horizontal_aperture * width
     return np.array([[fx, 0.0, width / 2.0], [0.0, fx, height / 2.0], [0.0, 0.0, 1.0]])
+
+
+def spawn_lidar(stage, cfg):
+    """Author a LIDAR mount: an Xform at its pose carrying ``vlatwin:lidar*`` attributes.
+
+    The prim is where both backends place the sensor; Isaac Sim creates its RTX Lidar from the
+    profile's ``isaac_config``/``isaac_variant`` at this pose (usd-core has no OmniLidar schema).
+    """
+    from pxr import Sdf, UsdGeom
+
+    xform = UsdGeom.Xform.Define(stage, f"{LIDARS_PATH}/{cfg.name}")
+    set_local_pose(xform, pos=cfg.position, rot=rpy_deg_to_matrix(cfg.rpy_deg))
+    prim = xform.GetPrim()
+    profile = cfg.resolved_profile
+    prim.CreateAttribute("vlatwin:lidarProfile", Sdf.ValueTypeNames.String, custom=True).Set(profile.name)
+    if profile.isaac_config:
+        prim.CreateAttribute("vlatwin:isaacConfig", Sdf.ValueTypeNames.String, custom=True).Set(profile.isaac_config)
+    if profile.isaac_variant:
+        prim.CreateAttribute("vlatwin:isaacVariant", Sdf.ValueTypeNames.String, custom=True).Set(profile.isaac_variant)
+    if cfg.parent:
+        prim.CreateRelationship("vlatwin:lidarParent", custom=True).SetTargets([Sdf.Path(cfg.parent)])
+    return prim

@@ -16,6 +16,8 @@ def define_material(stage, name: str, cfg, *, looks_path: str = LOOKS_PATH):
     shader.CreateInput("roughness", Sdf.ValueTypeNames.Float).Set(float(cfg.roughness))
     shader.CreateInput("metallic", Sdf.ValueTypeNames.Float).Set(float(cfg.metallic))
     material.CreateSurfaceOutput().ConnectToSource(shader.ConnectableAPI(), "surface")
+    if getattr(cfg, "reflectivity", None) is not None:
+        material.GetPrim().CreateAttribute("vlatwin:reflectivity", Sdf.ValueTypeNames.Float, custom=True).Set(float(cfg.reflectivity))
     physics = UsdPhysics.MaterialAPI.Apply(material.GetPrim())
     physics.CreateStaticFrictionAttr(float(cfg.static_friction))
     physics.CreateDynamicFrictionAttr(float(cfg.dynamic_friction))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vlatwin.errors import ConfigError, VlatwinError
-from vlatwin.usd.lights_cameras import spawn_camera, spawn_light
+from vlatwin.usd.lights_cameras import spawn_camera, spawn_lidar, spawn_light
 from vlatwin.usd.materials import bind_material, define_material
 from vlatwin.usd.robot import author_robot, placeholder_robot, reference_robot
 from vlatwin.usd.semantics import add_class_label
@@ -60,6 +60,8 @@ def build_scene(scene, *, asset_dir: str | Path | None = None):
         spawn_light(stage, light)
     for camera in scene.cameras:
         spawn_camera(stage, camera)
+    for lidar in scene.lidars:
+        spawn_lidar(stage, lidar)
     return stage
 
 
@@ -266,6 +268,10 @@ def _author_object(stage, obj, materials, materials_cfg) -> None:
     else:
         bind_material(geom, materials[obj.material], materials_cfg[obj.material].color)
     add_class_label(body.GetPrim(), obj.semantic_label)
+    if obj.reflectivity is not None:
+        from pxr import Sdf
+
+        body.GetPrim().CreateAttribute("vlatwin:reflectivity", Sdf.ValueTypeNames.Float, custom=True).Set(float(obj.reflectivity))
 
 
 def regenerate_assets(config_path: str | Path, out_dir: str | Path) -> list[Path]:

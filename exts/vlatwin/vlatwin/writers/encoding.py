@@ -56,3 +56,25 @@ def id_palette(ids: np.ndarray) -> np.ndarray:
 def color_key(rgba) -> str:
     """Replicator's JSON key for a colour: ``"(r, g, b, a)"``."""
     return "(" + ", ".join(str(int(c)) for c in rgba) + ")"
+
+
+#: Categorical colours (matplotlib's tab20) for class visualizations, indexed by class id.
+CLASS_COLORS = np.array(
+    [
+        (31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+        (227, 119, 194), (127, 127, 127), (188, 189, 34), (23, 190, 207), (174, 199, 232), (255, 187, 120),
+        (152, 223, 138), (255, 152, 150), (197, 176, 213), (196, 156, 148), (247, 182, 210), (199, 199, 199),
+        (219, 219, 141), (158, 218, 229),
+    ],
+    dtype=np.uint8,
+)
+
+
+def class_colors(class_ids) -> np.ndarray:
+    """RGB uint8 per class id (BACKGROUND 0 black, UNLABELLED 1 grey)."""
+    ids = np.asarray(class_ids, dtype=np.int64)
+    out = CLASS_COLORS[(ids - 2) % len(CLASS_COLORS)]
+    out = out.copy()
+    out[ids == 0] = (0, 0, 0)
+    out[ids == 1] = (90, 90, 90)
+    return out

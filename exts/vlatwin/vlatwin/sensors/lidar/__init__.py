@@ -1,0 +1,1 @@
+"""LIDAR: scan patterns as data (real sensor profiles), per-ray sensor model in numpy, Newton ray casting."""
