@@ -169,6 +169,9 @@ def test_generate_writes_lidar_formats(tmp_path):
     np.testing.assert_array_equal(labels >> 16, points["instance"])
     class_map = yaml.safe_load((out / "vlp" / "class_map.yaml").read_text())
     assert {"cube", "ball", "can", "floor", "table", "robot"} <= set(class_map["labels"].values())
+    instance_map = yaml.safe_load((out / "vlp" / "instance_map.yaml").read_text())["instances"]
+    table_points = points[points["class"] == class_map_id(class_map, "table")]
+    assert len(table_points) and {instance_map[int(i)] for i in np.unique(table_points["instance"])} == {"/World/Table"}
     record = json.loads((out / "frames" / "frame_0001.json").read_text())["randomization"]
     assert record["lidar_scan_start"]["vlp"] > 0  # after the settle steps, right after the cameras
     # Cameras and lidar share ids: a cube point's instance id maps to the same prim in the camera mapping.

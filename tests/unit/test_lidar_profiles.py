@@ -114,3 +114,14 @@ def test_all_builtin_profiles_are_valid():
     """Every shipped profile validates and has a positive beam count."""
     for profile in BUILTIN_PROFILES.values():
         assert profile.points_per_scan > 0 and profile.min_range < profile.max_range
+
+
+def test_angular_jitter_has_configured_sigma():
+    """Beam pointing jitter: angle between nominal and cast direction ~ Rayleigh with the configured sigma."""
+    from vlatwin.sensors.lidar.sensor_model import jitter_directions
+
+    dirs = make_pattern(resolve_profile("OS1-64")).directions_s
+    jittered = jitter_directions(dirs, 0.1, np.random.default_rng(0))
+    angle = np.degrees(np.arccos(np.clip(np.sum(dirs * jittered, axis=1), -1, 1)))
+    # Two perpendicular N(0, sigma) components: mean angle = sigma * sqrt(pi / 2).
+    assert angle.mean() == pytest.approx(0.1 * np.sqrt(np.pi / 2), rel=0.05)

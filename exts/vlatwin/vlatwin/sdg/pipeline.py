@@ -272,7 +272,8 @@ def generate(
         from vlatwin.writers.lidar import WriterLidar
 
         class_names = {labels.class_id(c): c for c in labels.classes}
-        writers.append(WriterLidar([l.name for l in config.scene.lidars], class_names))
+        instance_paths = {i + 2: p for i, p in enumerate(labels.instance_paths)}
+        writers.append(WriterLidar([l.name for l in config.scene.lidars], class_names, instance_paths))
     for writer in writers:
         for rel, data in writer.start().items():
             atomic_write_bytes(out_dir / rel, data)

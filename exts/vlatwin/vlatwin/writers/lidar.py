@@ -2,7 +2,8 @@
 
 Layout per sensor: ``<lidar>/lidar_NNNN.npy``, ``<lidar>/lidar_NNNN.pcd``,
 ``<lidar>/velodyne/NNNNNN.bin`` (x, y, z, intensity float32), ``<lidar>/labels/NNNNNN.label``
-(uint32: class id in the lower 16 bits, instance id in the upper 16), ``<lidar>/class_map.yaml``.
+(uint32: class id in the lower 16 bits, instance id in the upper 16), ``<lidar>/class_map.yaml``
+(class id -> name) and ``<lidar>/instance_map.yaml`` (instance id -> labelled prim path).
 """
 
 from __future__ import annotations
@@ -54,9 +55,10 @@ def semantic_kitti_label_bytes(points: np.ndarray) -> bytes:
 class WriterLidar:
     """Writes every LIDAR's scans in all three formats (same manifest as the camera files)."""
 
-    def __init__(self, lidar_names: list[str], class_names: dict[int, str], *, frame_padding: int = 4):
+    def __init__(self, lidar_names: list[str], class_names: dict[int, str], instance_paths: dict[int, str] | None = None, *, frame_padding: int = 4):
         self.lidar_names = list(lidar_names)
         self.class_names = dict(class_names)
+        self.instance_paths = dict(instance_paths or {})
         self.frame_padding = frame_padding
 
     def start(self) -> dict[str, bytes]:
@@ -68,7 +70,12 @@ class WriterLidar:
             "note": "label = class id (lower 16 bits) | instance id << 16; ids match the camera annotators",
         }
         data = yaml.safe_dump(doc, sort_keys=False).encode()
-        return {f"{name}/class_map.yaml": data for name in self.lidar_names}
+        instances = yaml.safe_dump({"instances": {int(i): p for i, p in sorted(self.instance_paths.items())}}, sort_keys=False).encode()
+        files = {}
+        for name in self.lidar_names:
+            files[f"{name}/class_map.yaml"] = data
+            files[f"{name}/instance_map.yaml"] = instances  # instance id -> labelled prim path
+        return files
 
     def encode_frame(self, frame: int, scans: dict[str, np.ndarray]) -> dict[str, bytes]:
         files = {}
