@@ -27,43 +27,28 @@ def _directions(azimuth: np.ndarray, elevation: np.ndarray) -> np.ndarray:
     return np.stack([ce * np.cos(azimuth), ce * np.sin(azimuth), np.sin(elevation)], axis=-1).astype(np.float32)
 
 
+def _column_grid(azimuths: np.ndarray, elevations: np.ndarray, scan_time: float) -> ScanPattern:
+    """Columns fired one after another, each column firing every elevation at once."""
+    n_cols, n_rows = len(azimuths), len(elevations)
+    azimuth = np.broadcast_to(azimuths[:, None], (n_cols, n_rows))
+    elevation = np.broadcast_to(elevations[None, :], (n_cols, n_rows))
+    times = np.repeat(np.arange(n_cols) / n_cols * scan_time, n_rows)
+    rings = np.tile(np.arange(n_rows, dtype=np.uint16), n_cols)
+    columns = np.repeat(np.arange(n_cols, dtype=np.int32), n_rows)
+    return ScanPattern(_directions(azimuth, elevation).reshape(-1, 3), times, rings, columns, n_cols)
+
+
 def make_pattern(profile, *, scan_index: int = 0) -> ScanPattern:
     """Beams of scan ``scan_index`` (rosette patterns do not repeat between scans)."""
     if profile.pattern == "rotating":
-        n_rings, n_cols = profile.channels, profile.columns
         # A rotating head spins clockwise seen from above (azimuth decreasing), starting at +X.
-        az = -np.arange(n_cols) / n_cols * np.deg2rad(profile.azimuth_fov_deg)
-        el = np.deg2rad(np.asarray(profile.elevations_deg, dtype=float))
-        azimuth = np.broadcast_to(az[:, None], (n_cols, n_rings))
-        elevation = np.broadcast_to(el[None, :], (n_cols, n_rings))
-        times = np.broadcast_to((np.arange(n_cols) / n_cols * profile.scan_time)[:, None], (n_cols, n_rings))
-        rings = np.broadcast_to(np.arange(n_rings, dtype=np.uint16)[None, :], (n_cols, n_rings))
-        columns = np.broadcast_to(np.arange(n_cols, dtype=np.int32)[:, None], (n_cols, n_rings))
-        return ScanPattern(
-            _directions(azimuth, elevation).reshape(-1, 3),
-            times.reshape(-1).astype(np.float64),
-            rings.reshape(-1).copy(),
-            columns.reshape(-1).copy(),
-            n_cols,
-        )
+        az = -np.arange(profile.columns) / profile.columns * np.deg2rad(profile.azimuth_fov_deg)
+        return _column_grid(az, np.deg2rad(np.asarray(profile.elevations_deg, dtype=float)), profile.scan_time)
     if profile.pattern == "solid_state":
-        n_rows, n_cols = profile.rows, profile.columns
         half = np.deg2rad(profile.azimuth_fov_deg) / 2
-        az = np.linspace(half, -half, n_cols)  # sweeps left to right
         lo, hi = np.deg2rad(profile.vertical_fov_deg)
-        el = np.linspace(hi, lo, n_rows)
-        azimuth = np.broadcast_to(az[:, None], (n_cols, n_rows))
-        elevation = np.broadcast_to(el[None, :], (n_cols, n_rows))
-        times = np.broadcast_to((np.arange(n_cols) / n_cols * profile.scan_time)[:, None], (n_cols, n_rows))
-        rings = np.broadcast_to(np.arange(n_rows, dtype=np.uint16)[None, :], (n_cols, n_rows))
-        columns = np.broadcast_to(np.arange(n_cols, dtype=np.int32)[:, None], (n_cols, n_rows))
-        return ScanPattern(
-            _directions(azimuth, elevation).reshape(-1, 3),
-            times.reshape(-1).astype(np.float64),
-            rings.reshape(-1).copy(),
-            columns.reshape(-1).copy(),
-            n_cols,
-        )
+        # Sweeps left to right, one column of rows at a time.
+        return _column_grid(np.linspace(half, -half, profile.columns), np.linspace(hi, lo, profile.rows), profile.scan_time)
     # Rosette (Livox style): a non-repetitive pattern; the beam index advances along a golden-ratio
     # azimuth sequence while elevation follows a fast sinusoid, so coverage fills in over time.
     n = profile.points_per_scan
