@@ -15,8 +15,7 @@ def make_backend(name: str = "newton", **kwargs) -> SimBackend:
 
         return SimBackendNewton(**kwargs)
     if name == "isaacsim":
-        raise VlatwinError(
-            "the isaacsim backend runs inside Isaac Sim only (its module arrives with the Isaac integration); "
-            "use --backend newton here"
-        )
+        from vlatwin.sim.isaacsim import SimBackendIsaac
+
+        return SimBackendIsaac(**kwargs)
     raise VlatwinError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
