@@ -95,3 +95,15 @@ def test_standalone_scripts(tmp_path, repo_root):
     assert "stepped 120 steps" in result.stdout and "real-time factor" in result.stdout
     result = run(sys.executable, str(repo_root / "standalone" / "run_sim.py"), config, "--backend", "isaacsim")
     assert result.returncode != 0 and "Isaac Sim's python" in result.stderr
+
+
+def test_standalone_generate_dataset(tmp_path, repo_root):
+    """standalone/generate_dataset.py writes a dataset on the Newton backend; isaacsim needs Isaac's python."""
+    script = str(repo_root / "standalone" / "generate_dataset.py")
+    small = str(repo_root / "tests" / "data" / "small_sdg.yaml")
+    result = run(sys.executable, script, small, "--out", str(tmp_path / "ds"), "--frames", "1")
+    assert result.returncode == 0, result.stderr
+    assert "wrote 1 frames" in result.stdout
+    assert (tmp_path / "ds" / "top" / "rgb_0000.png").is_file()
+    result = run(sys.executable, script, small, "--out", str(tmp_path / "ds2"), "--backend", "isaacsim")
+    assert result.returncode != 0 and "Isaac Sim's python" in result.stderr

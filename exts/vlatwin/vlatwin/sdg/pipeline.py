@@ -213,8 +213,12 @@ def generate(
     workers: int = 1,
     progress: bool = True,
     queue_size: int = 4,
+    backend: str = "newton",
 ) -> GenerateResult:
-    """Write a dataset for the config at ``config_path`` into ``out_dir`` (see module doc)."""
+    """Write a dataset for the config at ``config_path`` into ``out_dir`` (see module doc).
+
+    ``backend="isaacsim"`` renders with Replicator / RTX Lidar inside a running Isaac Sim (one worker).
+    """
     from vlatwin.config.loader import load_config
     from vlatwin.usd.scene_builder import write_scene
     from vlatwin.writers.basic import WriterBasic
@@ -257,7 +261,19 @@ def generate(
     stage_path = out_dir / SCENE_FILE
     write_scene(config.scene, stage_path)
 
-    workers_list = [_Worker(config, stage_path, cameras) for _ in range(workers)]
+    if backend == "isaacsim":
+        from vlatwin.sim.isaacsim import require_kit
+
+        require_kit()
+        if workers != 1:
+            raise VlatwinError("--workers must be 1 with --backend isaacsim (one Kit app per process)")
+        from vlatwin.sdg.isaac_worker import WorkerIsaac
+
+        workers_list = [WorkerIsaac(config, stage_path, cameras)]
+    elif backend == "newton":
+        workers_list = [_Worker(config, stage_path, cameras) for _ in range(workers)]
+    else:
+        raise VlatwinError(f"unknown backend {backend!r}; choose newton or isaacsim")
     labels = workers_list[0].renderer.labels
     classes = sorted(set(labels.instance_classes) & set(gen.class_filter or labels.instance_classes))
     writers = []

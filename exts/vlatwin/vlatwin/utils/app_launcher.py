@@ -10,10 +10,11 @@ import sys
 from collections.abc import Callable
 
 
-def launch_app(backend: str, *, headless: bool = True, script: str = "the script"):
+def launch_app(backend: str, *, headless: bool = True, script: str = "the script", extra_args: list[str] | None = None):
     """Return a running ``SimulationApp`` for ``backend == "isaacsim"``, else None.
 
-    Exits with a one-line message when Isaac Sim's python is not the one running.
+    The vlatwin extension folder is added and enabled, so the app has the same code the pip install
+    has. Exits with a one-line message when Isaac Sim's python is not the one running.
     """
     if backend != "isaacsim":
         return None
@@ -21,7 +22,11 @@ def launch_app(backend: str, *, headless: bool = True, script: str = "the script
         from isaacsim import SimulationApp
     except ImportError:
         sys.exit(f"error: --backend isaacsim needs Isaac Sim's python (./python.sh {script} ...)")
-    return SimulationApp({"headless": headless})
+    from pathlib import Path
+
+    exts = Path(__file__).resolve().parents[3]  # .../exts (folder holding the vlatwin extension)
+    kit_args = ["--ext-folder", str(exts), "--enable", "vlatwin", *(extra_args or [])]
+    return SimulationApp({"headless": headless, "extra_args": kit_args})
 
 
 def run_main(main: Callable[[], int], app=None) -> None:

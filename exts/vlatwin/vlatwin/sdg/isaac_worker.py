@@ -1,0 +1,107 @@
+"""The generate worker on Isaac Sim: PhysX physics, Replicator cameras, RTX Lidar; same files as Newton.
+
+Kit-only. Randomization reuses :class:`SceneRandomizer` (seeded per frame); colours and the key light
+are changed through USD (materials, light prims) instead of Newton's renderer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from vlatwin.errors import VlatwinError
+
+
+class _UsdLook:
+    """The renderer-facing randomization hooks, done by editing the USD stage Isaac renders."""
+
+    def __init__(self, stage, labels):
+        self.stage = stage
+        self.labels = labels
+
+    def set_instance_color(self, prim_path: str, rgb) -> None:
+        from pxr import Gf, Usd, UsdGeom, UsdShade
+
+        for prim in Usd.PrimRange(self.stage.GetPrimAtPath(prim_path)):
+            gprim = UsdGeom.Gprim(prim)
+            if not gprim:
+                continue
+            gprim.GetDisplayColorAttr().Set([Gf.Vec3f(*map(float, rgb))])
+            material, _ = UsdShade.MaterialBindingAPI(prim).ComputeBoundMaterial()
+            if material:
+                shader = UsdShade.Shader(material.GetPrim().GetChild("PreviewSurface"))
+                if shader and shader.GetInput("diffuseColor"):
+                    shader.GetInput("diffuseColor").Set(Gf.Vec3f(*map(float, rgb)))
+
+    def set_key_light(self, direction_w, color) -> None:
+        from pxr import Gf, UsdLux
+
+        from vlatwin.usd.stage import set_local_pose
+
+        lights = [p for p in self.stage.Traverse() if p.IsA(UsdLux.DistantLight)]
+        if not lights:
+            return
+        key = max(lights, key=lambda p: UsdLux.DistantLight(p).GetIntensityAttr().Get() or 0.0)
+        z = -np.asarray(direction_w, dtype=float)  # a distant light shines along its local -Z
+        z /= np.linalg.norm(z)
+        x = np.cross([0.0, 0.0, 1.0], z) if abs(z[2]) < 0.99 else np.array([1.0, 0.0, 0.0])
+        x /= np.linalg.norm(x)
+        set_local_pose(key, rot=np.stack([x, np.cross(z, x), z], axis=1))
+        UsdLux.DistantLight(key).GetColorAttr().Set(Gf.Vec3f(*map(float, color)))
+
+    def set_body_scale(self, body_path: str, factor: float) -> None:
+        raise VlatwinError("generate.randomize.objects.scale_range is not supported on the isaacsim backend yet; remove it")
+
+
+class WorkerIsaac:
+    """One Isaac Sim scene for the generate pipeline (one per process: Kit is single-app)."""
+
+    def __init__(self, config, stage_path, cameras):
+        from vlatwin.sdg.randomize import SceneRandomizer
+        from vlatwin.sensors.camera.isaac_camera import CameraRendererIsaac
+        from vlatwin.sensors.camera.model import CameraModel
+        from vlatwin.sensors.lidar.isaac_lidar import LidarIsaac
+        from vlatwin.sim.isaacsim import SimBackendIsaac
+
+        gen = config.generate
+        self.config = config
+        self.sim = SimBackendIsaac(physics_dt=config.scene.physics.dt)
+        self.sim.load(stage_path)
+        from isaacsim.core.utils.stage import get_current_stage
+
+        stage = get_current_stage()
+        self.cameras = []
+        models = []
+        for cam in cameras:
+            options = gen.camera_options.get(cam.name)
+            if options is not None and (options.lens.model != "pinhole" or any(options.lens.distortion)):
+                raise VlatwinError(f"generate.camera_options.{cam.name}.lens: lens distortion is Newton-only for now")
+            model = CameraModel.from_cfg(cam)
+            models.append((cam, model))
+            self.cameras.append((cam, model, options))
+        self.renderer = CameraRendererIsaac(stage, models, gen.annotators)
+        self.look = _UsdLook(stage, self.renderer.labels)
+        self.randomizer = SceneRandomizer(config, self.sim, self.look)
+        self.lidars = [(lidar, LidarIsaac(lidar, self.renderer.labels)) for lidar in config.scene.lidars]
+
+    def render_frame(self, frame: int, seed: int):
+        from vlatwin.sdg.randomize import camera_pose, frame_rng
+        from vlatwin.sensors.camera.realism import apply_realism
+
+        gen = self.config.generate
+        rng = frame_rng(seed, frame)
+        record = self.randomizer.apply(rng)
+        if gen.settle_steps:
+            self.sim.step(num_steps=gen.settle_steps)
+        poses = {}
+        for cam, _, _ in self.cameras:
+            poses[cam.name] = camera_pose(cam, gen.randomize.cameras, rng)
+            self.renderer.set_pose(cam.name, poses[cam.name])
+        self.renderer.capture()
+        outputs = {}
+        for cam, model, options in self.cameras:
+            out = self.renderer.outputs(cam.name, keep_classes=gen.class_filter)
+            if options is not None and "rgb" in out:
+                out["rgb"] = apply_realism(out["rgb"], options.realism, rng, fx=model.fx)
+            outputs[cam.name] = out
+        scans = {lidar_cfg.name: lidar.points() for lidar_cfg, lidar in self.lidars}
+        return {"cameras": outputs, "lidars": scans}, record

@@ -1,0 +1,1 @@
+"""Kit UI (omni.ui) for the vlatwin window. Imported only inside Isaac Sim / Kit."""
