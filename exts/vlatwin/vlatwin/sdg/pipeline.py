@@ -203,6 +203,158 @@ def _average_srgb(frames: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+class DatasetRun:
+    """One dataset job, set up once: output checks, resume state, scene, workers, writers.
+
+    ``run()`` renders every remaining frame (render threads + writer thread); ``step()`` renders and
+    writes the next frame on the calling thread, for hosts that must keep their own loop alive (the
+    Kit window yields to the app between frames); ``finalize()`` writes the files built from all
+    finished frames and marks the run complete. ``backend="isaacsim"`` needs a running Isaac Sim.
+    """
+
+    def __init__(
+        self,
+        config_path: str | Path,
+        out_dir: str | Path,
+        *,
+        frames: int | None = None,
+        seed: int | None = None,
+        resume: bool = False,
+        workers: int = 1,
+        backend: str = "newton",
+    ):
+        from vlatwin.config.loader import load_config
+        from vlatwin.sdg.randomize import with_distractors
+        from vlatwin.usd.scene_builder import write_scene
+
+        config_path = Path(config_path)
+        config = load_config(config_path)
+        gen = config.generate
+        self.frames = gen.frames if frames is None else frames
+        self.seed = gen.seed if seed is None else seed
+        if self.frames <= 0:
+            raise VlatwinError(f"--frames must be positive, got {self.frames}")
+        if workers <= 0:
+            raise VlatwinError(f"--workers must be positive, got {workers}")
+        names = _camera_names(config)
+        if not names and not config.scene.lidars:
+            raise VlatwinError(f"{config_path}: no sensors: add scene.cameras or scene.lidars")
+        cameras = [c for c in config.scene.cameras if c.name in names]
+        self.out_dir = out_dir = Path(out_dir)
+        _check_out_dir(out_dir, resume)
+
+        self.signature = _run_signature(config, config_path.read_text(encoding="utf-8"), self.seed)
+        self.run_file = out_dir / RUN_FILE
+        self.manifest = Manifest(out_dir)
+        done: dict[int, dict[str, str]] = {}
+        if resume and self.run_file.is_file():
+            previous = json.loads(self.run_file.read_text(encoding="utf-8"))
+            if previous.get("signature") != self.signature:
+                raise VlatwinError(
+                    f"{out_dir}: was generated with a different config or seed; --resume needs the same ones "
+                    f"(or start a new --out)"
+                )
+            done = {f: files for f, files in self.manifest.read().items() if f < self.frames}
+            remove_unfinished(out_dir, done, _frame_files)
+        self.frames_skipped = len(done)
+        self._mark(complete=False)
+
+        config = config.model_copy(update={"scene": with_distractors(config.scene, gen.randomize.distractors, self.seed)})
+        stage_path = out_dir / SCENE_FILE
+        write_scene(config.scene, stage_path)
+        self.workers = self._make_workers(backend, config, stage_path, cameras, workers)
+        self.writers = self._make_writers(config, config_path, names, self.workers[0].renderer.labels)
+        for writer in self.writers:
+            for rel, data in writer.start().items():
+                atomic_write_bytes(out_dir / rel, data)
+        self.todo = [f for f in range(self.frames) if f not in done]
+        self.frames_written = 0
+
+    @staticmethod
+    def _make_workers(backend, config, stage_path, cameras, workers):
+        if backend == "isaacsim":
+            from vlatwin.sim.isaacsim import require_kit
+
+            require_kit()
+            if workers != 1:
+                raise VlatwinError("--workers must be 1 with --backend isaacsim (one Kit app per process)")
+            from vlatwin.sdg.isaac_worker import WorkerIsaac
+
+            return [WorkerIsaac(config, stage_path, cameras)]
+        if backend == "newton":
+            return [_Worker(config, stage_path, cameras) for _ in range(workers)]
+        raise VlatwinError(f"unknown backend {backend!r}; choose newton or isaacsim")
+
+    def _make_writers(self, config, config_path, names, labels):
+        from vlatwin.writers.basic import WriterBasic
+        from vlatwin.writers.coco import WriterCoco
+
+        gen = config.generate
+        classes = sorted(set(labels.instance_classes) & set(gen.class_filter or labels.instance_classes))
+        writers = []
+        for name in gen.writers:
+            if name == "basic":
+                writers.append(WriterBasic(self.out_dir, names, set(gen.annotators)))
+            elif name == "coco":
+                if "instance_segmentation" not in gen.annotators or "rgb" not in gen.annotators:
+                    raise VlatwinError(f"{config_path}: generate.writers: 'coco' needs the rgb and instance_segmentation annotators")
+                writers.append(WriterCoco(self.out_dir, names, set(gen.annotators), classes=classes))
+        if config.scene.lidars:
+            from vlatwin.writers.lidar import WriterLidar
+
+            class_names = {labels.class_id(c): c for c in labels.classes}
+            instance_paths = {i + 2: p for i, p in enumerate(labels.instance_paths)}
+            writers.append(WriterLidar([lidar.name for lidar in config.scene.lidars], class_names, instance_paths))
+        return writers
+
+    def _mark(self, *, complete: bool) -> None:
+        atomic_write_bytes(self.run_file, json.dumps({"signature": self.signature, "complete": complete}, indent=2).encode())
+
+    def write_frame(self, frame: int, outputs: dict, record: dict) -> dict[str, str]:
+        """Encode and write one rendered frame atomically; returns {relative path: sha256}."""
+        files: dict[str, str] = {}
+        for writer in self.writers:
+            payload = outputs["lidars"] if getattr(writer, "lidar_names", None) is not None else outputs["cameras"]
+            if not payload:
+                continue
+            for rel, data in writer.encode_frame(frame, payload).items():
+                files[rel] = atomic_write_bytes(self.out_dir / rel, data)
+        rel = f"frames/frame_{frame:04d}.json"
+        files[rel] = atomic_write_bytes(self.out_dir / rel, json.dumps({"frame": frame, "randomization": record}, indent=2).encode())
+        return files
+
+    def step(self) -> int | None:
+        """Render, write and record the next remaining frame on this thread; None when all are done."""
+        if not self.todo:
+            return None
+        frame = self.todo.pop(0)
+        try:
+            outputs, record = self.workers[0].render_frame(frame, self.seed)
+            files = self.write_frame(frame, outputs, record)
+        except OSError as exc:
+            raise VlatwinError(f"{self.out_dir}: write failed: {exc.strerror or exc}; finished frames are kept, rerun with --resume") from None
+        self.manifest.append(frame, files)
+        self.frames_written += 1
+        return frame
+
+    def run(self, *, progress: bool = True, queue_size: int = 4) -> GenerateResult:
+        """Render all remaining frames with the render threads + writer thread, then finalize."""
+        written, wall = _run_frames(self, self.todo, queue_size, progress)
+        self.frames_written += written
+        self.todo = []
+        self.finalize()
+        return GenerateResult(out_dir=self.out_dir, frames_written=self.frames_written, frames_skipped=self.frames_skipped, wall_time=wall)
+
+    def finalize(self) -> None:
+        """Files built from all finished frames (COCO JSON), and the completion mark."""
+        finished = sorted(self.manifest.read())
+        for writer in self.writers:
+            if hasattr(writer, "finalize"):
+                for rel, data in writer.finalize([f for f in finished if f < self.frames]).items():
+                    atomic_write_bytes(self.out_dir / rel, data)
+        self._mark(complete=set(range(self.frames)) <= set(finished))
+
+
 def generate(
     config_path: str | Path,
     out_dir: str | Path,
@@ -215,100 +367,14 @@ def generate(
     queue_size: int = 4,
     backend: str = "newton",
 ) -> GenerateResult:
-    """Write a dataset for the config at ``config_path`` into ``out_dir`` (see module doc).
-
-    ``backend="isaacsim"`` renders with Replicator / RTX Lidar inside a running Isaac Sim (one worker).
-    """
-    from vlatwin.config.loader import load_config
-    from vlatwin.usd.scene_builder import write_scene
-    from vlatwin.writers.basic import WriterBasic
-    from vlatwin.writers.coco import WriterCoco
-
-    config_path = Path(config_path)
-    config = load_config(config_path)
-    gen = config.generate
-    frames = gen.frames if frames is None else frames
-    seed = gen.seed if seed is None else seed
-    if frames <= 0:
-        raise VlatwinError(f"--frames must be positive, got {frames}")
-    if workers <= 0:
-        raise VlatwinError(f"--workers must be positive, got {workers}")
-    names = _camera_names(config)
-    if not names and not config.scene.lidars:
-        raise VlatwinError(f"{config_path}: no sensors: add scene.cameras or scene.lidars")
-    cameras = [c for c in config.scene.cameras if c.name in names]
-    out_dir = Path(out_dir)
-    _check_out_dir(out_dir, resume)
-
-    signature = _run_signature(config, config_path.read_text(encoding="utf-8"), seed)
-    run_file = out_dir / RUN_FILE
-    manifest = Manifest(out_dir)
-    done: dict[int, dict[str, str]] = {}
-    if resume and run_file.is_file():
-        previous = json.loads(run_file.read_text(encoding="utf-8"))
-        if previous.get("signature") != signature:
-            raise VlatwinError(
-                f"{out_dir}: was generated with a different config or seed; --resume needs the same ones "
-                f"(or start a new --out)"
-            )
-        done = {f: files for f, files in manifest.read().items() if f < frames}
-        remove_unfinished(out_dir, done, _frame_files)
-    atomic_write_bytes(run_file, json.dumps({"signature": signature, "complete": False}, indent=2).encode())
-
-    from vlatwin.sdg.randomize import with_distractors
-
-    config = config.model_copy(update={"scene": with_distractors(config.scene, gen.randomize.distractors, seed)})
-    stage_path = out_dir / SCENE_FILE
-    write_scene(config.scene, stage_path)
-
-    if backend == "isaacsim":
-        from vlatwin.sim.isaacsim import require_kit
-
-        require_kit()
-        if workers != 1:
-            raise VlatwinError("--workers must be 1 with --backend isaacsim (one Kit app per process)")
-        from vlatwin.sdg.isaac_worker import WorkerIsaac
-
-        workers_list = [WorkerIsaac(config, stage_path, cameras)]
-    elif backend == "newton":
-        workers_list = [_Worker(config, stage_path, cameras) for _ in range(workers)]
-    else:
-        raise VlatwinError(f"unknown backend {backend!r}; choose newton or isaacsim")
-    labels = workers_list[0].renderer.labels
-    classes = sorted(set(labels.instance_classes) & set(gen.class_filter or labels.instance_classes))
-    writers = []
-    for name in gen.writers:
-        if name == "basic":
-            writers.append(WriterBasic(out_dir, names, set(gen.annotators)))
-        elif name == "coco":
-            if "instance_segmentation" not in gen.annotators or "rgb" not in gen.annotators:
-                raise VlatwinError(f"{config_path}: generate.writers: 'coco' needs the rgb and instance_segmentation annotators")
-            writers.append(WriterCoco(out_dir, names, set(gen.annotators), classes=classes))
-    if config.scene.lidars:
-        from vlatwin.writers.lidar import WriterLidar
-
-        class_names = {labels.class_id(c): c for c in labels.classes}
-        instance_paths = {i + 2: p for i, p in enumerate(labels.instance_paths)}
-        writers.append(WriterLidar([l.name for l in config.scene.lidars], class_names, instance_paths))
-    for writer in writers:
-        for rel, data in writer.start().items():
-            atomic_write_bytes(out_dir / rel, data)
-
-    todo = [f for f in range(frames) if f not in done]
-    result = _run_frames(workers_list, writers, todo, seed, out_dir, manifest, queue_size, progress, class_filter=gen.class_filter)
-
-    finished = sorted(manifest.read())
-    for writer in writers:
-        if hasattr(writer, "finalize"):
-            for rel, data in writer.finalize([f for f in finished if f < frames]).items():
-                atomic_write_bytes(out_dir / rel, data)
-    complete = set(range(frames)) <= set(finished)
-    atomic_write_bytes(run_file, json.dumps({"signature": signature, "complete": complete}, indent=2).encode())
-    return GenerateResult(out_dir=out_dir, frames_written=result[0], frames_skipped=len(done), wall_time=result[1])
+    """Write a dataset for the config at ``config_path`` into ``out_dir`` (see :class:`DatasetRun`)."""
+    job = DatasetRun(config_path, out_dir, frames=frames, seed=seed, resume=resume, workers=workers, backend=backend)
+    return job.run(progress=progress, queue_size=queue_size)
 
 
-def _run_frames(workers_list, writers, todo, seed, out_dir, manifest, queue_size, progress, class_filter):
+def _run_frames(job: DatasetRun, todo, queue_size, progress):
     """Render ``todo`` frames on the worker threads; encode + write on one writer thread."""
+    workers_list, seed, out_dir, manifest = job.workers, job.seed, job.out_dir, job.manifest
     work: queue.Queue = queue.Queue()
     for frame in todo:
         work.put(frame)
@@ -347,16 +413,7 @@ def _run_frames(workers_list, writers, todo, seed, out_dir, manifest, queue_size
                     frame, outputs, record = results.get(timeout=0.2)
                 except queue.Empty:
                     continue
-                files: dict[str, str] = {}
-                for writer in writers:
-                    payload = outputs["lidars"] if getattr(writer, "lidar_names", None) is not None else outputs["cameras"]
-                    if not payload:
-                        continue
-                    for rel, data in writer.encode_frame(frame, payload).items():
-                        files[rel] = atomic_write_bytes(out_dir / rel, data)
-                rel = f"frames/frame_{frame:04d}.json"
-                files[rel] = atomic_write_bytes(out_dir / rel, json.dumps({"frame": frame, "randomization": record}, indent=2).encode())
-                pending[frame] = files
+                pending[frame] = job.write_frame(frame, outputs, record)
                 # The manifest advances in frame order so it is byte-identical for a given seed.
                 while next_index < len(order) and order[next_index] in pending:
                     f = order[next_index]

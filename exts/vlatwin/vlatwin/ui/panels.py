@@ -107,27 +107,29 @@ class DatasetPanel:
         self._cancel = True
 
     async def _run(self) -> None:
-        """One frame per call of the resumable pipeline, yielding to Kit between frames."""
+        """Render frame by frame on Kit's main thread, yielding to the app between frames."""
         from vlatwin.errors import VlatwinError
-        from vlatwin.sdg.pipeline import generate
+        from vlatwin.sdg.pipeline import DatasetRun
 
         config = self.state.get("config", "configs/tabletop.yaml")
         out = Path(self.out_field.model.get_value_as_string())
         total = self.frames_field.model.get_value_as_int()
         app = omni.kit.app.get_app()
-        for frame in range(total):
-            if self._cancel:
-                self.status.text = f"cancelled after {frame} frames (continue later: the run is resumable)"
-                return
-            try:
-                generate(config, out, frames=frame + 1, resume=frame > 0 or out.exists(), backend="isaacsim", progress=False)
-            except VlatwinError as exc:
-                self.status.text = f"error: {exc}"
-                return
-            self.progress.model.set_value((frame + 1) / total)
-            self.status.text = f"{frame + 1} / {total} frames in {out}"
-            await app.next_update_async()
-        self.status.text = f"done: {total} frames in {out}"
+        try:
+            job = DatasetRun(config, out, frames=total, resume=out.exists(), backend="isaacsim")
+            done = job.frames_skipped
+            while not self._cancel and job.step() is not None:
+                done += 1
+                self.progress.model.set_value(done / total)
+                self.status.text = f"{done} / {total} frames in {out}"
+                await app.next_update_async()
+            job.finalize()
+        except VlatwinError as exc:
+            self.status.text = f"error: {exc}"
+            return
+        self.status.text = (
+            f"cancelled at {done} / {total} frames (Generate again continues the run)" if self._cancel else f"done: {total} frames in {out}"
+        )
 
 
 PANELS = (ScenePanel, CameraPanel, DatasetPanel)
