@@ -70,3 +70,37 @@ def test_motion_blur_and_checker_texture(dr_dataset, tmp_path):
     generate(plain_cfg, plain, frames=1, progress=False)
     corner = np.asarray(Image.open(plain / "top" / "rgb_0000.png").convert("L"))[:20, :20].astype(float)
     assert corner.max() - corner.min() < 20  # at most a soft shadow edge
+
+
+def test_image_textures_randomized_per_frame(tmp_path):
+    """A floor texture drawn per frame from [stripes image, checker]: the red/blue stripes show up on the floor."""
+    stripes = np.zeros((64, 64, 3), dtype=np.uint8)
+    stripes[:, :32] = (220, 30, 30)
+    stripes[:, 32:] = (30, 30, 220)
+    Image.fromarray(stripes).save(tmp_path / "stripes.png")
+    config = yaml.safe_load(DR.read_text())
+    config["generate"].update({"checker_textures": [], "camera_options": {}, "frames": 4, "textures": {"floor": ["stripes.png", "checker"]}})
+    config["generate"]["randomize"] = {}
+    path = tmp_path / "tex.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "ds"
+    generate(path, out, progress=False)
+    used = [json.loads((out / "frames" / f"frame_{i:04d}.json").read_text())["randomization"]["textures"]["floor"] for i in range(4)]
+    assert set(used) == {"stripes.png", "checker"}
+    for i, name in enumerate(used):
+        corner = np.asarray(Image.open(out / "top" / f"rgb_{i:04d}.png").convert("RGB"))[:30, :30].reshape(-1, 3).astype(int)
+        reddish = np.mean((corner[:, 0] > 120) & (corner[:, 1] < 60) & (corner[:, 2] < 60))  # the wood table is tan
+        bluish = np.mean((corner[:, 2] > 120) & (corner[:, 0] < 60) & (corner[:, 1] < 60))
+        if name == "stripes.png":
+            assert reddish > 0.05 and bluish > 0.05
+        else:
+            assert reddish < 0.01 and bluish < 0.01
+
+
+def test_missing_texture_file_is_a_config_error(tmp_path):
+    """A texture path that does not exist is reported with its field."""
+    from vlatwin.config.loader import config_from_dict
+    from vlatwin.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"generate.textures.floor\[0\]: file not found"):
+        config_from_dict({"generate": {"textures": {"floor": ["nope.png"]}}}, source="c.yaml", base_dir=tmp_path)

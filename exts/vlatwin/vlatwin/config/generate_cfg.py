@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pathlib import Path
+
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from vlatwin.config.base import StrictModel
 from vlatwin.config.types import Vec2
@@ -153,6 +155,29 @@ class GenerateCfg(StrictModel):
     shadows: bool = True
     checker_textures: list[str] = []
     """Classes rendered with a procedural checkerboard texture (e.g. [floor, table])."""
+    textures: dict[str, list[Path | Literal["checker"]]] = {}
+    """Image textures by class, e.g. ``{floor: [tiles.png, checker]}`` (paths relative to the config);
+    with several entries one is drawn per frame (texture randomization)."""
+    texture_repeat: float = Field(4.0, gt=0.0)
+    """How many times a texture tiles across a shape."""
+
+    @field_validator("textures")
+    @classmethod
+    def _texture_files(cls, value, info: ValidationInfo):
+        from vlatwin.config.base import resolve_existing_file
+
+        out = {}
+        for cls_name, entries in value.items():
+            if not entries:
+                raise ValueError(f"{cls_name}: give at least one image path or 'checker'")
+            resolved = []
+            for i, entry in enumerate(entries):
+                try:
+                    resolved.append(entry if entry == "checker" else resolve_existing_file(Path(entry), info))
+                except ValueError as exc:
+                    raise ValueError(f"{cls_name}[{i}]: {exc}") from None
+            out[cls_name] = resolved
+        return out
     camera_options: dict[str, CameraOverrideCfg] = {}
     """Per-camera lens/realism/anti-aliasing, by camera name."""
     randomize: RandomizeCfg = RandomizeCfg()

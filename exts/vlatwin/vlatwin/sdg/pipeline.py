@@ -110,6 +110,7 @@ class _Worker:
             self.cameras.append((cam, model, options))
         if gen.checker_textures:
             self.renderer.use_checker_texture(gen.checker_textures)
+        self._texture_images = _load_textures(gen.textures)
         self.randomizer = SceneRandomizer(config, self.sim, self.renderer)
         from vlatwin.sensors.lidar.newton_lidar import LidarNewton
 
@@ -125,6 +126,12 @@ class _Worker:
         gen = self.config.generate
         rng = frame_rng(seed, frame)
         record = self.randomizer.apply(rng)
+        if self._texture_images:
+            chosen = {cls: int(rng.integers(len(images))) for cls, images in self._texture_images.items()}
+            self.renderer.set_textures(
+                {cls: self._texture_images[cls][i][1] for cls, i in chosen.items()}, repeat=gen.texture_repeat
+            )
+            record["textures"] = {cls: self._texture_images[cls][i][0] for cls, i in chosen.items()}
         if gen.settle_steps:
             self.sim.step(num_steps=gen.settle_steps)
         self.renderer.refit()
@@ -174,6 +181,27 @@ class _Worker:
             T[:3, 3] += velocity * (k * steps * dt)
             frames.append(self.renderer.render_color(name, T))
         return _average_srgb(frames), T
+
+
+def _load_textures(textures: dict) -> dict[str, list[tuple[str, np.ndarray]]]:
+    """(name, RGBA image) per configured texture entry; 'checker' is the procedural checkerboard."""
+    from PIL import Image
+
+    from vlatwin.sensors.camera.newton_camera import checkerboard_image
+
+    out = {}
+    for cls, entries in textures.items():
+        images = []
+        for entry in entries:
+            if entry == "checker":
+                images.append(("checker", checkerboard_image()))
+            else:
+                try:
+                    images.append((Path(entry).name, np.asarray(Image.open(entry).convert("RGBA"))))
+                except OSError as exc:
+                    raise VlatwinError(f"generate.textures.{cls}: cannot read image {entry}: {exc}") from None
+        out[cls] = images
+    return out
 
 
 def _lidar_pose_fn(sim, lidar_cfg):

@@ -38,6 +38,15 @@ class RawBuffers:
     """float32 (H, W, 3) world-frame normals."""
 
 
+def checkerboard_image(resolution: int = 64, squares: int = 8) -> np.ndarray:
+    """A two-tone grey checkerboard, RGBA uint8 (resolution x resolution)."""
+    cells = (np.arange(resolution) * squares // resolution)
+    board = (cells[:, None] + cells[None, :]) % 2 == 0
+    image = np.where(board[..., None], np.uint8(128), np.uint8(191)).repeat(4, axis=2)
+    image[..., 3] = 255
+    return image
+
+
 def _to_T(pose7) -> np.ndarray:
     """Newton transform (p, q xyzw) to 4x4."""
     T = np.eye(4)
@@ -181,16 +190,52 @@ class CameraRendererNewton:
         self.model.shape_scale.assign(scales)
         self.model.shape_collision_radius.assign(radius)
 
+    def set_textures(self, images_by_class: dict[str, np.ndarray], *, repeat: float = 4.0) -> None:
+        """Texture every shape of the given classes with an RGBA/RGB uint8 image (H, W, 3|4).
+
+        Primitives have no UVs, so the renderer projects the image along the shape's dominant local
+        axis (``TextureProjectionMode.CUBIC``); ``repeat`` tiles it. Classes not listed are untextured.
+        Uses the (pinned) Newton renderer's texture table directly: its public API only offers a
+        fixed grey checkerboard.
+        """
+        import warp as wp
+        from newton._src.sensors.sensor_camera_render.types import TextureData
+
+        ctx = self._sensor._render_context
+        if not hasattr(self, "_base_textures"):
+            self._base_textures = list(ctx._texture_data_source)  # textures loaded from the model
+        sources = list(self._base_textures)
+        texture_ids = np.full(self.model.shape_count, -1, dtype=np.int32)
+        for cls, image in images_by_class.items():
+            shapes = [
+                s for s, inst in enumerate(self.labels.shape_instance) if inst >= 0 and self.labels.instance_classes[inst] == cls
+            ]
+            if not shapes:
+                continue
+            rgba = np.asarray(image, dtype=np.uint8)
+            if rgba.shape[-1] == 3:
+                rgba = np.concatenate([rgba, np.full(rgba.shape[:2] + (1,), 255, np.uint8)], axis=2)
+            data = TextureData()
+            data.texture = wp.Texture2D(
+                np.ascontiguousarray(rgba),
+                filter_mode=wp.TextureFilterMode.LINEAR,
+                address_mode=wp.TextureAddressMode.WRAP,
+                normalized_coords=True,
+                dtype=wp.uint8,
+                num_channels=4,
+                device=self.model.device,
+            )
+            data.repeat = wp.vec2f(float(repeat), float(repeat))
+            texture_ids[shapes] = len(sources)
+            sources.append(data)
+        ctx._texture_data_source = sources
+        ctx._texture_data = wp.array(sources, dtype=TextureData, device=self.model.device) if sources else ctx._texture_data
+        ctx._shape_texture_ids = wp.array(texture_ids, dtype=wp.int32, device=self.model.device)
+        self._config.enable_textures = True
+
     def use_checker_texture(self, classes) -> None:
-        """Give every shape of the listed classes a procedural checkerboard texture."""
-        wanted = set(classes)
-        shapes = [
-            s for s, inst in enumerate(self.labels.shape_instance)
-            if inst >= 0 and self.labels.instance_classes[inst] in wanted
-        ]
-        if shapes:
-            self._sensor.assign_checkerboard_material(shape_indices=np.array(shapes, dtype=np.int32), resolution=64, checker_size=8)
-            self._config.enable_textures = True
+        """Give every shape of the listed classes a procedural grey checkerboard."""
+        self.set_textures({cls: checkerboard_image() for cls in classes})
 
     def add_camera(self, name: str, camera: CameraModel) -> None:
         """Register a camera: its rays (distortion included) and output buffers."""
