@@ -18,13 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-PROFILES = ("OS1-32", "OS1-64", "OS1-128", "VLP-16", "HDL-64E", "PandarXT32", "Pandar64", "Mid-360", "SolidState-120x25")
+PROFILES_ALL = ("OS1-32", "OS1-64", "OS1-128", "VLP-16", "HDL-64E", "PandarXT32", "Pandar64", "Mid-360", "SolidState-120x25")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=6, help="scans per thread per profile")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profiles", nargs="*", default=list(PROFILES_ALL), help="profile names (default: all shipped)")
     args = parser.parse_args()
 
     from vlatwin.config.loader import load_config
@@ -48,7 +49,7 @@ def main() -> None:
     print(f"tabletop scene, sensor on a post, labels + intensity + noise + dropout + motion distortion (10 blocks), "
           f"{args.threads} thread(s) x {args.scans} scans")
     print(f"  {'profile':20s} {'beams/scan':>10s} {'sensor pts/s':>13s} {'sim beams/s':>12s} {'real-time x':>11s}")
-    for name in PROFILES:
+    for name in args.profiles:
         profile = resolve_profile(name)
         scanners = [LidarNewton(sim, stage, profile) for sim in sims]
         for scanner in scanners:  # warm-up (kernel variants, buffers)

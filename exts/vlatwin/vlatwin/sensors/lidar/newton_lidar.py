@@ -96,9 +96,10 @@ class LidarNewton:
             shape_index_image=buf["shape"],
             normal_image=buf["normal"],
         )
-        depth = buf["depth"].numpy()[0, 0].astype(np.float32)
+        # Views of the render buffers (CPU: no copy); callers use them before the next cast.
+        depth = buf["depth"].numpy()[0, 0]
         depth[~(depth > 0)] = np.inf
-        return depth, buf["shape"].numpy()[0, 0].copy(), buf["normal"].numpy()[0, 0].astype(np.float32)
+        return depth, buf["shape"].numpy()[0, 0], buf["normal"].numpy()[0, 0]
 
     def scan(
         self,
@@ -134,21 +135,24 @@ class LidarNewton:
             nominal = pattern.directions_s[block]
             cast_dirs = jitter_directions(nominal, profile.angular_sigma_deg, rng) if rng is not None else nominal
             depth, shape_index, normals_w = self.cast(cast_dirs, T_w_s, cache_key=index if static else None)
-            dirs_w = cast_dirs @ T_w_s[:3, :3].T
-            cos_inc = np.abs(np.sum(normals_w * dirs_w, axis=1))
-            valid_shape = shape_index < len(self.reflectivity)
-            refl = np.where(valid_shape, self.reflectivity[np.where(valid_shape, shape_index, 0)], 0.0)
-            keep, measured, intensity = returns(depth, cos_inc, refl, profile, rng)
-            semantic, instance = self.labels.lookup_images(shape_index)
-            sel = np.flatnonzero(keep)
+            # Only beams that hit inside the range limits need the per-return model.
+            hit = np.flatnonzero((depth >= profile.min_range) & (depth <= profile.max_range))
+            dirs_w = cast_dirs[hit] @ T_w_s[:3, :3].T.astype(np.float32)
+            cos_inc = np.abs(np.einsum("ij,ij->i", normals_w[hit], dirs_w))
+            shapes = shape_index[hit]
+            valid_shape = shapes < len(self.reflectivity)
+            refl = np.where(valid_shape, self.reflectivity[np.where(valid_shape, shapes, 0)], 0.0)
+            keep, measured, intensity = returns(depth[hit], cos_inc, refl, profile, rng)
+            sel = hit[keep]
+            semantic, instance = self.labels.lookup_images(shapes[keep])
             pts = np.empty(len(sel), dtype=POINT_DTYPE)
-            xyz = nominal[sel] * measured[sel, None]
+            xyz = nominal[sel] * measured[keep, None]
             pts["x"], pts["y"], pts["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-            pts["intensity"] = intensity[sel]
+            pts["intensity"] = intensity[keep]
             pts["t"] = times[sel]
             pts["ring"] = pattern.rings[block][sel]
-            pts["class"] = semantic[sel]
-            pts["instance"] = instance[sel]
+            pts["class"] = semantic
+            pts["instance"] = instance
             chunks.append(pts)
         if advance_physics:
             total = int(round(profile.scan_time / dt))
