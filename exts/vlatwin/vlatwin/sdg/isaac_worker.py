@@ -55,7 +55,9 @@ class _UsdLook:
 class WorkerIsaac:
     """One Isaac Sim scene for the generate pipeline (one per process: Kit is single-app)."""
 
-    def __init__(self, config, stage_path, cameras):
+    def __init__(self, config, stage_path, cameras, *, seed: int = 0):
+        import omni.replicator.core as rep
+
         from vlatwin.sdg.randomize import SceneRandomizer
         from vlatwin.sensors.camera.isaac_camera import CameraRendererIsaac
         from vlatwin.sensors.camera.model import CameraModel
@@ -64,6 +66,9 @@ class WorkerIsaac:
 
         gen = config.generate
         self.config = config
+        # Both RNGs: vlatwin draws every randomization from numpy (seeded per frame); Replicator's own
+        # generator is seeded too so any Replicator-side sampling repeats.
+        rep.set_global_seed(seed)
         self.sim = SimBackendIsaac(physics_dt=config.scene.physics.dt)
         self.sim.load(stage_path)
         from isaacsim.core.utils.stage import get_current_stage
@@ -105,3 +110,10 @@ class WorkerIsaac:
             outputs[cam.name] = out
         scans = {lidar_cfg.name: lidar.points() for lidar_cfg, lidar in self.lidars}
         return {"cameras": outputs, "lidars": scans}, record
+
+    def close(self) -> None:
+        """Wait for Replicator to finish writing, detach annotators, destroy render products."""
+        for _, lidar in self.lidars:
+            lidar.close()
+        self.renderer.close()
+        self.sim.close()

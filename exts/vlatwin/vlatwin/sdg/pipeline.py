@@ -290,7 +290,7 @@ class DatasetRun:
         config = config.model_copy(update={"scene": with_distractors(config.scene, gen.randomize.distractors, self.seed)})
         stage_path = out_dir / SCENE_FILE
         write_scene(config.scene, stage_path)
-        self.workers = self._make_workers(backend, config, stage_path, cameras, workers)
+        self.workers = self._make_workers(backend, config, stage_path, cameras, workers, self.seed)
         self.writers = self._make_writers(config, config_path, names, self.workers[0].renderer.labels)
         for writer in self.writers:
             for rel, data in writer.start().items():
@@ -299,7 +299,7 @@ class DatasetRun:
         self.frames_written = 0
 
     @staticmethod
-    def _make_workers(backend, config, stage_path, cameras, workers):
+    def _make_workers(backend, config, stage_path, cameras, workers, seed=0):
         if backend == "isaacsim":
             from vlatwin.sim.isaacsim import require_kit
 
@@ -308,7 +308,7 @@ class DatasetRun:
                 raise VlatwinError("--workers must be 1 with --backend isaacsim (one Kit app per process)")
             from vlatwin.sdg.isaac_worker import WorkerIsaac
 
-            return [WorkerIsaac(config, stage_path, cameras)]
+            return [WorkerIsaac(config, stage_path, cameras, seed=seed)]
         if backend == "newton":
             return [_Worker(config, stage_path, cameras) for _ in range(workers)]
         raise VlatwinError(f"unknown backend {backend!r}; choose newton or isaacsim")
@@ -381,6 +381,11 @@ class DatasetRun:
                 for rel, data in writer.finalize([f for f in finished if f < self.frames]).items():
                     atomic_write_bytes(self.out_dir / rel, data)
         self._mark(complete=set(range(self.frames)) <= set(finished))
+        for worker in self.workers:
+            close = getattr(worker, "close", None)
+            if close is not None:
+                close()
+        self.workers = []
 
 
 def generate(
