@@ -56,6 +56,7 @@ class SimBackendIsaac(SimBackend):
         if not open_stage(str(stage_path)):
             raise StageError(f"{stage_path}: Isaac Sim could not open the stage")
         stage = get_current_stage()
+        _import_external_robots(stage)
         from vlatwin.sim.newton import _authored_dt
 
         dt = self._physics_dt or _authored_dt(stage) or 1.0 / 600.0
@@ -152,3 +153,42 @@ class SimBackendIsaac(SimBackend):
         if self.world is not None:
             self.world.clear_instance()
         self.world = None
+
+
+def _import_external_robots(stage) -> None:
+    """Replace vlatwin's URDF/MJCF placeholder prims by Isaac's importers' output, at the same pose."""
+    import omni.kit.commands
+
+    from vlatwin.usd.stage import set_local_pose
+
+    for prim in list(stage.Traverse()):
+        source = prim.GetAttribute("vlatwin:robotSource")
+        if not source or not source.HasAuthoredValue():
+            continue
+        asset = prim.GetAttribute("vlatwin:robotAsset").Get()
+        path = asset.resolvedPath or asset.path
+        if source.Get() == "urdf":
+            _, config = omni.kit.commands.execute("URDFCreateImportConfig")
+            config.merge_fixed_joints = False
+            config.fix_base = True
+            config.make_default_prim = False
+            config.create_physics_scene = False
+            _, robot_path = omni.kit.commands.execute(
+                "URDFParseAndImportFile", urdf_path=path, import_config=config, dest_path="", get_articulation_root=False
+            )
+        elif source.Get() == "mjcf":
+            _, config = omni.kit.commands.execute("MJCFCreateImportConfig")
+            config.fix_base = True
+            config.make_default_prim = False
+            config.create_physics_scene = False
+            robot_path = f"{prim.GetPath()}/robot"
+            omni.kit.commands.execute("MJCFCreateAsset", mjcf_path=path, import_config=config, prim_path=robot_path, dest_path="")
+        else:
+            raise StageError(f"{prim.GetPath()}: unknown robot source {source.Get()!r}")
+        from pxr import UsdGeom
+
+        T = np.array(UsdGeom.Xformable(prim).ComputeLocalToWorldTransform(0.0)).T
+        robot = stage.GetPrimAtPath(robot_path)
+        if robot and str(robot.GetPath()).startswith(str(prim.GetPath()) + "/"):
+            continue  # imported under the placeholder: it inherits the pose
+        set_local_pose(robot, pos=T[:3, 3], rot=T[:3, :3])
