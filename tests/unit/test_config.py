@@ -99,3 +99,14 @@ def test_camera_focal_length_from_fov():
     assert cam.focal_length_mm == pytest.approx(cam.horizontal_aperture / 2.0)
     assert 2 * math.degrees(math.atan(cam.horizontal_aperture / 2 / cam.focal_length_mm)) == pytest.approx(90.0)
     assert cam.vertical_aperture == pytest.approx(cam.horizontal_aperture * 480 / 640)
+
+
+def test_scene_level_errors_name_the_config(tmp_path):
+    """Problems found while authoring (a LIDAR riding on a prim that is no rigid body) name file and field."""
+    from vlatwin.usd.scene_builder import write_scene
+
+    path = tmp_path / "lidar.yaml"
+    path.write_text("scene:\n  lidars:\n    - {name: l, profile: VLP-16, position: [0, 0, 0.2], parent: /World/Nope}\n")
+    with pytest.raises(ConfigError) as info:
+        write_scene(load_config(path).scene, tmp_path / "s.usda", source=path)
+    assert str(info.value).startswith(f"{path}: scene.lidars[0].parent: /World/Nope is not a rigid body")

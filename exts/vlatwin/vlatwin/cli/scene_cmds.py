@@ -52,7 +52,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     from vlatwin.usd.scene_builder import write_scene
 
     config = load_config(args.config)
-    out = write_scene(config.scene, args.out)
+    out = write_scene(config.scene, args.out, source=args.config)
     print(f"wrote {out}")
     if not args.no_check:
         report = check_stage(out)

@@ -289,7 +289,7 @@ class DatasetRun:
 
         config = config.model_copy(update={"scene": with_distractors(config.scene, gen.randomize.distractors, self.seed)})
         stage_path = out_dir / SCENE_FILE
-        write_scene(config.scene, stage_path)
+        write_scene(config.scene, stage_path, source=config_path)
         self.workers = self._make_workers(backend, config, stage_path, cameras, workers, self.seed)
         self.writers = self._make_writers(config, config_path, names, self.workers[0].renderer.labels)
         for writer in self.writers:

@@ -59,7 +59,7 @@ def resolve_stage(source: str | Path, workdir: Path):
         from vlatwin.usd.scene_builder import write_scene
 
         config = load_config(source)
-        return write_scene(config.scene, workdir / f"{source.stem}.usda"), config
+        return write_scene(config.scene, workdir / f"{source.stem}.usda", source=source), config
     if source.suffix in (".usd", ".usda", ".usdc"):
         if not source.is_file():
             raise VlatwinError(f"{source}: USD file not found")

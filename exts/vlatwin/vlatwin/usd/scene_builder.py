@@ -60,9 +60,20 @@ def build_scene(scene, *, asset_dir: str | Path | None = None):
         spawn_light(stage, light)
     for camera in scene.cameras:
         spawn_camera(stage, camera)
-    for lidar in scene.lidars:
+    for i, lidar in enumerate(scene.lidars):
+        if lidar.parent is not None:
+            _check_lidar_parent(stage, lidar.parent, f"scene.lidars[{i}].parent")
         spawn_lidar(stage, lidar)
     return stage
+
+
+def _check_lidar_parent(stage, path: str, field: str) -> None:
+    from pxr import Sdf, UsdPhysics
+
+    prim = stage.GetPrimAtPath(path) if Sdf.Path.IsValidPathString(path) else None
+    if prim is None or not prim.IsValid() or not prim.HasAPI(UsdPhysics.RigidBodyAPI):
+        bodies = [str(p.GetPath()) for p in stage.Traverse() if p.HasAPI(UsdPhysics.RigidBodyAPI)]
+        raise ConfigError(f"{field}: {path} is not a rigid body of the scene; e.g. {', '.join(bodies[:4])}")
 
 
 def build_robot_asset(name: str = "panda"):
@@ -83,11 +94,17 @@ def build_robot_asset(name: str = "panda"):
     return stage
 
 
-def write_scene(scene, out_path: str | Path) -> Path:
-    """Build ``scene`` and save it to ``out_path`` (.usda / .usd / .usdc) atomically."""
+def write_scene(scene, out_path: str | Path, *, source: str | Path | None = None) -> Path:
+    """Build ``scene`` and save it to ``out_path`` (.usda / .usd / .usdc) atomically.
+
+    ``source`` (the config file) prefixes errors found while authoring, like the loader's errors.
+    """
     out_path = Path(out_path)
     _check_output_path(out_path)
-    stage = build_scene(scene, asset_dir=(out_path.parent if str(out_path.parent) else Path(".")).resolve())
+    try:
+        stage = build_scene(scene, asset_dir=(out_path.parent if str(out_path.parent) else Path(".")).resolve())
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}" if source else str(exc)) from None
     return export_stage(stage, out_path)
 
 
@@ -281,5 +298,5 @@ def regenerate_assets(config_path: str | Path, out_dir: str | Path) -> list[Path
     out_dir = Path(out_dir)
     config = load_config(config_path)
     robot = export_stage(build_robot_asset("panda"), out_dir / "panda.usda")
-    scene = write_scene(config.scene, out_dir / f"{Path(config_path).stem}.usda")
+    scene = write_scene(config.scene, out_dir / f"{Path(config_path).stem}.usda", source=config_path)
     return [robot, scene]
