@@ -117,7 +117,13 @@ def make_panda() -> RobotDescription:
         if i == 6:
             shapes.extend(_hand_shapes())
         links.append(
-            LinkSpec(name=link_names[i + 1], mass=PANDA_LINK_MASS[i], shapes=tuple(shapes), color=_LINK_COLORS[i % 2 == 1 and i < 6])
+            LinkSpec(
+                name=link_names[i + 1],
+                mass=PANDA_LINK_MASS[i],
+                shapes=tuple(shapes),
+                # Alternate light and dark links like the real arm.
+                color=_LINK_COLORS[1 if (i % 2 == 1 and i < 6) else 0],
+            )
         )
 
     joints = [
