@@ -207,3 +207,16 @@ def test_broken_usd_file_is_rejected(tmp_path):
     with pytest.raises(StageError, match="cannot open USD stage") as info:
         SimBackendNewton(device="cpu").load(path)
     assert "\n" not in str(info.value)
+
+
+def test_contact_buffer_grows_when_full(tabletop_usda, tabletop_config):
+    """A too-small contact buffer doubles itself (and recaptures the step); objects still rest on the table."""
+    sim = SimBackendNewton(device="cpu", contact_capacity=16)
+    info = sim.load(tabletop_usda)
+    sim.step(num_steps=1200)
+    assert sim._contact_capacity >= 64  # the resting scene needs ~53 contacts
+    state = sim.get_state()
+    top = tabletop_config.scene.table.size[2]
+    assert state.body_position_w(info, "/World/Objects/red_cube")[2] == pytest.approx(top + 0.025, abs=3e-3)
+    for obj in tabletop_config.scene.objects:
+        assert state.body_position_w(info, f"/World/Objects/{obj.name}")[2] > top - 0.005
