@@ -176,15 +176,25 @@ class SimBackendNewton(SimBackend):
         )
         self._contacts = self._pipeline.contacts()
 
-    def _grow_contacts_if_full(self) -> None:
-        """Contacts beyond capacity are dropped: on a full buffer, double it and recapture the step."""
-        if int(self._contacts.rigid_contact_count.numpy()[0]) < self._contact_capacity:
-            return
+    def _contacts_full(self) -> bool:
+        """Contacts beyond capacity are dropped; a full buffer means some may have been."""
+        return int(self._contacts.rigid_contact_count.numpy()[0]) >= self._contact_capacity
+
+    def _grow_contacts(self) -> None:
         self._contact_capacity *= 2
         logger.info("contact buffer full: growing it to %d slots", self._contact_capacity)
         self._make_collision_pipeline()
         if self._graph is not None:
             self._capture()
+
+    def _run_steps(self, count: int) -> None:
+        if self._graph is not None:
+            launch, graph = self._wp.capture_launch, self._graph
+            for _ in range(count):
+                launch(graph)
+        else:
+            for _ in range(count):
+                self._simulate_one()
 
     def _simulate_one(self) -> None:
         self.state.clear_forces()
@@ -234,17 +244,17 @@ class SimBackendNewton(SimBackend):
             self.set_joint_targets(command.target_q)
         done = 0
         while done < num_steps:
-            # Check the contact buffer every few steps, so a full one is grown before long.
+            # Steps run in short chunks; a chunk that filled the contact buffer (contacts were dropped)
+            # is rolled back and rerun with a bigger buffer, so results never depend on the capacity.
             chunk = min(CONTACT_CHECK_STEPS, num_steps - done)
-            if self._graph is not None:
-                launch, graph = self._wp.capture_launch, self._graph
-                for _ in range(chunk):
-                    launch(graph)
-            else:
-                for _ in range(chunk):
-                    self._simulate_one()
+            saved = (self.state.body_q.numpy().copy(), self.state.body_qd.numpy().copy())
+            self._run_steps(chunk)
+            while self._contacts_full():
+                self.state.body_q.assign(saved[0])
+                self.state.body_qd.assign(saved[1])
+                self._grow_contacts()
+                self._run_steps(chunk)
             done += chunk
-            self._grow_contacts_if_full()
         self._steps += num_steps
         self._time = self._steps * self._dt
         self._check_finite()
