@@ -9,7 +9,6 @@ and opened in the running app; with ``newton`` (default) plain usd-core is used.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -1,6 +1,5 @@
 """Config validation: good files load, bad ones give one line naming the file and field."""
 
-from pathlib import Path
 
 import pytest
 

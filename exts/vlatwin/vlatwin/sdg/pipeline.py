@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import queue
 import threading
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from vlatwin.errors import VlatwinError
+from vlatwin.utils.files import ensure_writable_folder
 from vlatwin.writers.storage import Manifest, atomic_write_bytes, remove_unfinished
 
 RUN_FILE = "dataset.json"
@@ -48,12 +48,7 @@ def _check_out_dir(out_dir: Path, resume: bool) -> None:
     if resume and not (out_dir / RUN_FILE).is_file():
         if out_dir.exists() and any(out_dir.iterdir()):
             raise VlatwinError(f"{out_dir}: not a vlatwin dataset (no {RUN_FILE}); cannot --resume it")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VlatwinError(f"{out_dir}: cannot create the output folder: {exc.strerror}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise VlatwinError(f"{out_dir}: output folder is not writable")
+    ensure_writable_folder(out_dir, name=str(out_dir))
 
 
 def _run_signature(config, config_text: str, seed: int) -> dict:

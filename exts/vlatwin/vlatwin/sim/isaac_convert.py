@@ -112,13 +112,10 @@ def convert_replicator_outputs(raw: dict, labels: LabelTable, *, keep_classes=No
             "data": remap_image(seg["data"], mapping),
             "info": {"idToLabels": id_to_labels, "idToSemantics": id_to_sem},
         }
-    occlusion_by_path = {}
     for name, dtype in (("bounding_box_2d_tight", BBOX_2D_DTYPE), ("bounding_box_2d_loose", BBOX_2D_DTYPE), ("bounding_box_3d", BBOX_3D_DTYPE)):
         if name in raw:
             arr, paths, id_to_labels, _ = _boxes(raw[name]["data"], raw[name]["info"], labels, dtype, keep_classes)
             out[name] = {"data": arr, "info": {"idToLabels": id_to_labels, "primPaths": paths}}
-            if name == "bounding_box_2d_tight":
-                occlusion_by_path = dict(zip(paths, arr["occlusionRatio"].tolist()))
     if "bounding_box_2d_tight" in out:
         tight = out["bounding_box_2d_tight"]
         rows = [

@@ -103,7 +103,7 @@ class SimBackendNewton(SimBackend):
 
         builder = newton.ModelBuilder()
         try:
-            result = builder.add_usd(
+            builder.add_usd(
                 stage,
                 enable_self_collisions=False,
                 schema_resolvers=[newton.usd.SchemaResolverNewton(), newton.usd.SchemaResolverPhysx()],

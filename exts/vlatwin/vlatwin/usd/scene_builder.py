@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from vlatwin.errors import ConfigError, VlatwinError
+from vlatwin.utils.files import ensure_writable_folder
 from vlatwin.usd.lights_cameras import spawn_camera, spawn_lidar, spawn_light
 from vlatwin.usd.materials import bind_material, define_material
 from vlatwin.usd.robot import author_robot, placeholder_robot, reference_robot
@@ -133,13 +134,7 @@ def _check_output_path(out_path: Path) -> None:
         raise VlatwinError(f"{out_path}: is a directory; give a file name such as {out_path / 'scene.usda'}")
     if out_path.suffix not in (".usda", ".usd", ".usdc"):
         raise VlatwinError(f"{out_path}: output must end in .usda, .usd or .usdc")
-    out_dir = out_path.parent if str(out_path.parent) else Path(".")
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise VlatwinError(f"{out_path}: cannot create the output folder: {exc}") from None
-    if not os.access(out_dir, os.W_OK):
-        raise VlatwinError(f"{out_path}: output folder is not writable")
+    ensure_writable_folder(out_path.parent if str(out_path.parent) else Path("."), name=str(out_path))
 
 
 def _author_physics_scene(stage, physics, *, path: str = PHYSICS_SCENE_PATH) -> None:
