@@ -68,6 +68,7 @@ class SimBackendIsaac(SimBackend):
         self.robot = SingleArticulation(roots[0], name="vlatwin_robot")
         self.world.scene.add(self.robot)
         self.bodies = RigidPrim(bodies, name="vlatwin_bodies")
+        self.world.scene.add(self.bodies)  # views get their physics handles on world.reset()
         self.world.reset()
         # dof_properties: PhysX joint properties (structured array; limits in rad / m).
         props = self.robot.dof_properties
@@ -130,6 +131,8 @@ class SimBackendIsaac(SimBackend):
 
     def set_body_pose(self, path: str, pose_w, *, zero_velocity: bool = True) -> None:
         index = self._info.body_index(path)
+        if path.startswith(self._info.articulation_root + "/"):
+            raise VlatwinError(f"{path} is part of the articulation; move it with joint targets")
         pose_w = np.asarray(pose_w, dtype=np.float64)
         self.bodies.set_world_poses(positions=pose_w[None, :3], orientations=pose_w[None, 3:], indices=np.array([index]))
         if zero_velocity:
