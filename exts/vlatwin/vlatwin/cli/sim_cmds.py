@@ -21,6 +21,10 @@ def register(groups) -> None:
     run.add_argument("--steps", type=int, default=1200, help="physics steps (default: %(default)s = 2 s at 600 Hz)")
     run.add_argument("--backend", choices=("newton", "isaacsim"), default="newton", help="simulator (default: %(default)s)")
     run.add_argument("--device", default=None, help="Warp device for newton, e.g. cpu or cuda:0 (default: GPU if any)")
+    run.add_argument(
+        "--solver", choices=("xpbd", "vbd"), default=None,
+        help="Newton solver (default: the config's physics.solver, else xpbd); vbd tracks joint targets tighter",
+    )
     run.add_argument("--seed", type=int, default=None, help="seed for the reset noise (same seed, same states)")
     run.add_argument(
         "--reset-noise", type=float, default=0.0, metavar="RAD",
@@ -42,6 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         motion=args.motion,
         reset_joint_noise=args.reset_noise,
+        solver=args.solver,
         progress=not args.no_progress and sys.stderr.isatty(),
     )
     built = args.source.suffix in (".yaml", ".yml")

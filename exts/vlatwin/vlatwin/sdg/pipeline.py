@@ -89,7 +89,8 @@ class _Worker:
 
         gen = config.generate
         self.config = config
-        self.sim = SimBackendNewton(physics_dt=config.scene.physics.dt, solver_iterations=config.scene.physics.iterations)
+        physics = config.scene.physics
+        self.sim = SimBackendNewton(physics_dt=physics.dt, solver_iterations=physics.iterations, solver=physics.solver)
         self.sim.load(stage_path)
         stage = open_stage(stage_path)
         spp = max([gen.camera_options[c.name].samples_per_pixel for c in cameras if c.name in gen.camera_options] or [1])

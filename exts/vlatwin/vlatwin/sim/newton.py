@@ -1,7 +1,7 @@
-"""The embedded default backend: Newton (Warp) with the XPBD solver.
+"""The embedded default backend: Newton (Warp) with the XPBD solver (or VBD for tight tracking).
 
 CPU everywhere, CUDA where Warp sees a GPU. The step loop is one Warp graph per physics step
-(collide + XPBD step + state copy-back), captured once after load, because eager Python launches
+(collide + solver step + state copy-back), captured once after load, because eager Python launches
 cost 20-100x on CPU. Joint targets are written into the captured control buffer in place.
 
 Engine facts this relies on (measured, see the project's newton-cpu notes): Newton 1.8's USD importer
@@ -59,6 +59,7 @@ class SimBackendNewton(SimBackend):
             at each seeded :meth:`reset` (clipped to the limits).
         contact_capacity: initial rigid-contact slots (None: 8 per colliding moving shape); doubled
             automatically whenever a step fills them.
+        solver: ``xpbd`` (fast, differentiable) or ``vbd`` (tight drive tracking, no gradients).
     """
 
     name = "newton"
@@ -73,7 +74,10 @@ class SimBackendNewton(SimBackend):
         mesh_collision: str = "convex_hull",
         reset_joint_noise: float = 0.0,
         contact_capacity: int | None = None,
+        solver: str = "xpbd",
     ):
+        if solver not in ("xpbd", "vbd"):
+            raise VlatwinError(f"unknown Newton solver {solver!r}; choose xpbd or vbd")
         if mesh_collision not in ("convex_hull", "error"):
             raise ValueError("mesh_collision must be 'convex_hull' or 'error'")
         self._wp, self._newton = _import_engine()
@@ -84,6 +88,7 @@ class SimBackendNewton(SimBackend):
         self._mesh_collision = mesh_collision
         self._reset_joint_noise = float(reset_joint_noise)
         self._requested_contact_capacity = contact_capacity
+        self._solver_name = solver
         self._info: SimModelInfo | None = None
         self._graph = None
         self.model = None
@@ -114,13 +119,18 @@ class SimBackendNewton(SimBackend):
         for prim_path, source, file_path in external:
             _add_external_robot(builder, stage, prim_path, source, file_path, wp, newton)
 
+        if self._solver_name == "vbd":
+            builder.color()  # VBD solves bodies in independent colour groups
         self.model = builder.finalize(device=self._device)
         self.state = self.model.state()
         self._next_state = self.model.state()
         self.control = self.model.control()
         self._contact_capacity = self._requested_contact_capacity or _initial_contact_capacity(self.model, newton)
         self._make_collision_pipeline()
-        self._solver = newton.solvers.SolverXPBD(self.model, iterations=self._iterations)
+        if self._solver_name == "vbd":
+            self._solver = newton.solvers.SolverVBD(self.model, iterations=self._iterations)
+        else:
+            self._solver = newton.solvers.SolverXPBD(self.model, iterations=self._iterations)
         self._dt = float(physics_dt)
 
         joint_type = self.model.joint_type.numpy()
@@ -369,7 +379,14 @@ class SimBackendNewton(SimBackend):
     @property
     def capabilities(self) -> Capabilities:
         device = str(self.model.device) if self.model is not None else str(self._wp.get_preferred_device())
-        return Capabilities(name=self.name, device=device, differentiable=True, cameras=True, lidar=True, graph_capture=self._use_graph)
+        return Capabilities(
+            name=self.name,
+            device=device,
+            differentiable=self._solver_name == "xpbd",
+            cameras=True,
+            lidar=True,
+            graph_capture=self._use_graph,
+        )
 
     def close(self) -> None:
         self._graph = None

@@ -85,6 +85,7 @@ def run_simulation(
     seed: int | None = None,
     motion: str = "hold",
     reset_joint_noise: float = 0.0,
+    solver: str | None = None,
     progress: bool = True,
 ) -> SimRunResult:
     """Build/load a stage, reset, and step it ``steps`` times with the chosen target motion."""
@@ -97,11 +98,15 @@ def run_simulation(
     with tempfile.TemporaryDirectory(prefix="vlatwin-sim-") as tmp:
         stage_path, config = resolve_stage(source, Path(tmp))
         kwargs = {"device": device}
+        if solver is not None and backend == "newton":
+            kwargs["solver"] = solver
         if reset_joint_noise:
             kwargs["reset_joint_noise"] = reset_joint_noise
         if config is not None:
             kwargs["physics_dt"] = config.scene.physics.dt
             kwargs["solver_iterations"] = config.scene.physics.iterations
+            if backend == "newton":
+                kwargs["solver"] = solver or config.scene.physics.solver
         t0 = time.perf_counter()
         sim = make_backend(backend, **kwargs)
         info = sim.load(stage_path)
