@@ -191,3 +191,17 @@ def test_step_by_step_run_equals_threaded_run(dataset, tmp_path):
     job.finalize()
     assert frames == [0, 1, 2, 3]
     assert _digest_tree(tmp_path / "stepped") == _digest_tree(dataset)
+
+
+def test_unreadable_texture_fails_before_writing(tmp_path):
+    """A texture that is not an image: one line naming config and field, and --out is not touched."""
+    (tmp_path / "bad.png").write_text("not a png")
+    config = tmp_path / "tex.yaml"
+    config.write_text(SMALL.read_text() + "  textures: {floor: [bad.png]}\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "vlatwin.cli.main", "generate", str(config), "--out", str(tmp_path / "ds"), "--no-progress"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().startswith(f"error: {config}: generate.textures.floor: cannot read image")
+    assert not (tmp_path / "ds").exists()

@@ -239,3 +239,11 @@ def test_vbd_solver_tracks_hard_targets(tabletop_usda, tabletop_config):
     assert np.abs(final.joint_q - target)[:7].max() < 1e-2
     top = tabletop_config.scene.table.size[2]
     assert final.body_position_w(info, "/World/Objects/red_cube")[2] == pytest.approx(top + 0.025, abs=3e-3)
+
+
+def test_unknown_device_is_one_line_error():
+    """A Warp device that does not exist names the available ones instead of a Warp traceback."""
+    from vlatwin.errors import VlatwinError
+
+    with pytest.raises(VlatwinError, match="Warp device 'cuda:7' is not available here; available: cpu"):
+        SimBackendNewton(device="cuda:7")

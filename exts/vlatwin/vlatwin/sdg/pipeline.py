@@ -80,7 +80,7 @@ def _frame_files(root: Path):
 class _Worker:
     """One simulator + renderer (one per render thread)."""
 
-    def __init__(self, config, stage_path: Path, cameras):
+    def __init__(self, config, stage_path: Path, cameras, textures=None):
         from vlatwin.sensors.camera.model import CameraModel
         from vlatwin.sensors.camera.newton_camera import CameraRendererNewton
         from vlatwin.sdg.randomize import SceneRandomizer
@@ -106,7 +106,7 @@ class _Worker:
             self.cameras.append((cam, model, options))
         if gen.checker_textures:
             self.renderer.use_checker_texture(gen.checker_textures)
-        self._texture_images = _load_textures(gen.textures)
+        self._texture_images = textures or {}
         self.randomizer = SceneRandomizer(config, self.sim, self.renderer)
         from vlatwin.sensors.lidar.newton_lidar import LidarNewton
 
@@ -131,7 +131,9 @@ class _Worker:
         if gen.settle_steps:
             self.sim.step(num_steps=gen.settle_steps)
         self.renderer.refit()
-        geometry = self.renderer.instance_geometry()
+        # Silhouettes and 3D extents come from the shapes' poses: only when a box annotator needs them.
+        box_annotators = {"bounding_box_2d_tight", "bounding_box_2d_loose", "bounding_box_3d", "occlusion"}
+        geometry = self.renderer.instance_geometry() if box_annotators & set(gen.annotators) else None
         outputs = {}
         for cam, model, options in self.cameras:
             T_w_cam = camera_pose(cam, gen.randomize.cameras, rng)
@@ -195,7 +197,7 @@ def _load_textures(textures: dict) -> dict[str, list[tuple[str, np.ndarray]]]:
                 try:
                     images.append((Path(entry).name, np.asarray(Image.open(entry).convert("RGBA"))))
                 except OSError as exc:
-                    raise VlatwinError(f"generate.textures.{cls}: cannot read image {entry}: {exc}") from None
+                    raise VlatwinError(f"generate.textures.{cls}: cannot read image {entry} ({exc})") from None
         out[cls] = images
     return out
 
@@ -264,6 +266,11 @@ class DatasetRun:
         if not names and not config.scene.lidars:
             raise VlatwinError(f"{config_path}: no sensors: add scene.cameras or scene.lidars")
         cameras = [c for c in config.scene.cameras if c.name in names]
+        # Read texture images once (shared by every worker), before anything is written to --out.
+        try:
+            textures = _load_textures(gen.textures)
+        except VlatwinError as exc:
+            raise VlatwinError(f"{config_path}: {exc}") from None
         self.out_dir = out_dir = Path(out_dir)
         _check_out_dir(out_dir, resume)
 
@@ -286,7 +293,7 @@ class DatasetRun:
         config = config.model_copy(update={"scene": with_distractors(config.scene, gen.randomize.distractors, self.seed)})
         stage_path = out_dir / SCENE_FILE
         write_scene(config.scene, stage_path, source=config_path)
-        self.workers = self._make_workers(backend, config, stage_path, cameras, workers, self.seed)
+        self.workers = self._make_workers(backend, config, stage_path, cameras, workers, self.seed, textures)
         self.writers = self._make_writers(config, config_path, names, self.workers[0].renderer.labels)
         for writer in self.writers:
             for rel, data in writer.start().items():
@@ -295,7 +302,7 @@ class DatasetRun:
         self.frames_written = 0
 
     @staticmethod
-    def _make_workers(backend, config, stage_path, cameras, workers, seed=0):
+    def _make_workers(backend, config, stage_path, cameras, workers, seed=0, textures=None):
         if backend == "isaacsim":
             from vlatwin.sim.isaacsim import require_kit
 
@@ -306,7 +313,7 @@ class DatasetRun:
 
             return [WorkerIsaac(config, stage_path, cameras, seed=seed)]
         if backend == "newton":
-            return [_Worker(config, stage_path, cameras) for _ in range(workers)]
+            return [_Worker(config, stage_path, cameras, textures) for _ in range(workers)]
         raise VlatwinError(f"unknown backend {backend!r}; choose newton or isaacsim")
 
     def _make_writers(self, config, config_path, names, labels):

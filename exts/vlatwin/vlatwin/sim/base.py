@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vlatwin.errors import VlatwinError
 from vlatwin.sim.types import Capabilities, JointCommand, SimModelInfo, SimState
 
 
@@ -42,10 +43,24 @@ class SimBackend(abc.ABC):
     def set_body_pose(self, path: str, pose_w: np.ndarray, *, zero_velocity: bool = True) -> None:
         """Teleport a free rigid body to ``pose_w`` = (x, y, z, qw, qx, qy, qz) [m]."""
 
+    _info: SimModelInfo | None = None
+    _dt: float = 0.0
+
     @property
-    @abc.abstractmethod
     def info(self) -> SimModelInfo:
         """Static description of the loaded stage."""
+        self._require_loaded()
+        return self._info
+
+    @property
+    def physics_dt(self) -> float:
+        """Step size [s] of the loaded stage."""
+        self._require_loaded()
+        return self._dt
+
+    def _require_loaded(self) -> None:
+        if self._info is None:
+            raise VlatwinError("no stage loaded: call load(stage_path) first")
 
     @property
     @abc.abstractmethod

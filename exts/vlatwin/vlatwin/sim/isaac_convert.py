@@ -61,7 +61,6 @@ def depth_to_vlatwin(depth: np.ndarray) -> np.ndarray:
 
 def _boxes(data: np.ndarray, info: dict, labels: LabelTable, dtype: np.dtype, keep_classes=None):
     """Remap a Replicator box array onto vlatwin class ids, rows sorted by prim path like the Newton path."""
-    sem_map = semantic_id_map(info.get("idToLabels", {}), labels)
     paths = [str(p) for p in info.get("primPaths", [])]
     rows = []
     for row, path in zip(np.asarray(data), paths):
@@ -78,7 +77,7 @@ def _boxes(data: np.ndarray, info: dict, labels: LabelTable, dtype: np.dtype, ke
     rows.sort(key=lambda r: labels.instance_paths.index(r[0]))
     arr = np.array([r[1] for r in rows], dtype=dtype) if rows else np.zeros(0, dtype=dtype)
     present = sorted({int(i) for i in arr["semanticId"]}) if len(arr) else []
-    return arr, [r[0] for r in rows], {str(i): {"class": labels.classes[i - 2]} for i in present}, sem_map
+    return arr, [r[0] for r in rows], {str(i): {"class": labels.classes[i - 2]} for i in present}
 
 
 def convert_replicator_outputs(raw: dict, labels: LabelTable, *, keep_classes=None, extra_camera_params: dict | None = None) -> dict:
@@ -114,7 +113,7 @@ def convert_replicator_outputs(raw: dict, labels: LabelTable, *, keep_classes=No
         }
     for name, dtype in (("bounding_box_2d_tight", BBOX_2D_DTYPE), ("bounding_box_2d_loose", BBOX_2D_DTYPE), ("bounding_box_3d", BBOX_3D_DTYPE)):
         if name in raw:
-            arr, paths, id_to_labels, _ = _boxes(raw[name]["data"], raw[name]["info"], labels, dtype, keep_classes)
+            arr, paths, id_to_labels = _boxes(raw[name]["data"], raw[name]["info"], labels, dtype, keep_classes)
             out[name] = {"data": arr, "info": {"idToLabels": id_to_labels, "primPaths": paths}}
     if "bounding_box_2d_tight" in out:
         tight = out["bounding_box_2d_tight"]

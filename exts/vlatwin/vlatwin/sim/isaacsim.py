@@ -139,16 +139,6 @@ class SimBackendIsaac(SimBackend):
             self.bodies.set_velocities(np.zeros((1, 6)), indices=np.array([index]))
 
     @property
-    def info(self) -> SimModelInfo:
-        if self._info is None:
-            raise VlatwinError("no stage loaded: call load(stage_path) first")
-        return self._info
-
-    @property
-    def physics_dt(self) -> float:
-        return self._dt
-
-    @property
     def capabilities(self) -> Capabilities:
         return Capabilities(name=self.name, device=self._device or "cuda:0", cameras=True, lidar=True)
 

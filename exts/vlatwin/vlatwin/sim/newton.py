@@ -81,6 +81,12 @@ class SimBackendNewton(SimBackend):
         if mesh_collision not in ("convex_hull", "error"):
             raise ValueError("mesh_collision must be 'convex_hull' or 'error'")
         self._wp, self._newton = _import_engine()
+        if device is not None:
+            try:
+                self._wp.get_device(device)
+            except (ValueError, RuntimeError):
+                known = ", ".join(str(d) for d in self._wp.get_devices())
+                raise VlatwinError(f"Warp device {device!r} is not available here; available: {known}") from None
         self._device = device
         self._physics_dt = physics_dt
         self._iterations = int(solver_iterations)
@@ -366,15 +372,6 @@ class SimBackendNewton(SimBackend):
         self.state.body_qd.assign(body_qd)
         self._next_state.body_qd.assign(body_qd)
 
-    @property
-    def info(self) -> SimModelInfo:
-        self._require_loaded()
-        return self._info
-
-    @property
-    def physics_dt(self) -> float:
-        """Step size [s]."""
-        return self._dt
 
     @property
     def capabilities(self) -> Capabilities:
@@ -393,9 +390,6 @@ class SimBackendNewton(SimBackend):
         self.model = self.state = self._next_state = self.control = None
         self._info = None
 
-    def _require_loaded(self) -> None:
-        if self._info is None:
-            raise VlatwinError("no stage loaded: call load(stage_path) first")
 
 
 def _initial_contact_capacity(model, newton) -> int:

@@ -91,6 +91,8 @@ def open_stage(path: str | Path):
     from pxr import Tf, Usd
 
     path = Path(path)
+    if path.is_dir():
+        raise StageError(f"{path}: is a folder; give a USD file (.usda/.usd/.usdc)")
     if not path.is_file():
         raise StageError(f"{path}: USD file not found")
     try:
