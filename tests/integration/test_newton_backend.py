@@ -245,5 +245,5 @@ def test_unknown_device_is_one_line_error():
     """A Warp device that does not exist names the available ones instead of a Warp traceback."""
     from vlatwin.errors import VlatwinError
 
-    with pytest.raises(VlatwinError, match="Warp device 'cuda:7' is not available here; available: cpu"):
+    with pytest.raises(VlatwinError, match="Warp device 'cuda:7' is not available here; available: "):
         SimBackendNewton(device="cuda:7")
