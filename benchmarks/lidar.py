@@ -31,7 +31,8 @@ def main() -> None:
     from vlatwin.config.loader import load_config
     from vlatwin.sensors.lidar.newton_lidar import LidarNewton
     from vlatwin.sensors.lidar.profiles import resolve_profile
-    from vlatwin.sim.newton import SimBackendNewton
+    from vlatwin.loop import capture
+    from vlatwin.sim.factory import make_backend
     from vlatwin.usd.check import open_stage
     from vlatwin.usd.scene_builder import write_scene
 
@@ -40,7 +41,7 @@ def main() -> None:
         stage_path = write_scene(config.scene, Path(tmp) / "scene.usda")
         sims = []
         for _ in range(args.threads):
-            sim = SimBackendNewton()
+            sim = make_backend("newton")
             sim.load(stage_path)
             sims.append(sim)
         stage = open_stage(stage_path)
@@ -51,15 +52,16 @@ def main() -> None:
     print(f"  {'profile':20s} {'beams/scan':>10s} {'sensor pts/s':>13s} {'sim beams/s':>12s} {'real-time x':>11s}")
     for name in args.profiles:
         profile = resolve_profile(name)
-        scanners = [LidarNewton(sim, stage, profile) for sim in sims]
+        scanners = [LidarNewton(sim, stage, profile, pose_at=lambda t: T) for sim in sims]
         for scanner in scanners:  # warm-up (kernel variants, buffers)
-            scanner.scan(lambda t: T, rng=np.random.default_rng(0))
+            capture(scanner.sim, [scanner], rng=np.random.default_rng(0), refit=scanner.sim.refit_render_scene)
 
         def run(scanner, seed):
             rng = np.random.default_rng(seed)
             for k in range(args.scans):
                 scanner.sim.reset()
-                scanner.scan(lambda t: T, rng=rng, scan_index=k)
+                # The full model over simulated time: the loop steps physics to each column block.
+                capture(scanner.sim, [scanner], index=k, rng=rng, refit=scanner.sim.refit_render_scene)
 
         threads = [threading.Thread(target=run, args=(s, i)) for i, s in enumerate(scanners)]
         t0 = time.perf_counter()

@@ -75,11 +75,11 @@ def vlatwin_loop(stage_path: Path, steps: int, dt: float, iterations: int):
     """The vlatwin backend with 60 Hz target updates."""
     import warp as wp
 
-    from vlatwin.sim.newton import SimBackendNewton
+    from vlatwin.sim.factory import make_backend
     from vlatwin.sim.runner import CONTROL_PERIOD_STEPS, motion_targets
     from vlatwin.sim.types import JointCommand
 
-    sim = SimBackendNewton(physics_dt=dt, solver_iterations=iterations)
+    sim = make_backend("newton", physics_dt=dt, solver_iterations=iterations)
     info = sim.load(stage_path)
     home = sim.reset().joint_q
     arm = np.array(["finger" not in name for name in info.joint_names])

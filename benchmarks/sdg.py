@@ -36,23 +36,23 @@ def make_config(tmp: Path, resolution, frames: int) -> Path:
 
 def raw_render_fps(config_path: Path, frames: int, workers: int) -> float:
     from vlatwin.config.loader import load_config
-    from vlatwin.sdg.pipeline import _Worker
+    from vlatwin.sdg.newton_worker import FrameWorkerNewton
     from vlatwin.sdg.randomize import camera_pose, frame_rng
     from vlatwin.usd.scene_builder import write_scene
 
     config = load_config(config_path)
     with tempfile.TemporaryDirectory() as tmp:
         stage = write_scene(config.scene, Path(tmp) / "scene.usda")
-        pool = [_Worker(config, stage, config.scene.cameras) for _ in range(workers)]
+        pool = [FrameWorkerNewton(config, stage, config.scene.cameras) for _ in range(workers)]
     for w in pool:  # compile outside the timing
-        cam, _, _ = w.cameras[0]
+        cam = w.cameras[0].cfg
         w.renderer.render(cam.name, camera_pose(cam, config.generate.randomize.cameras, frame_rng(0, 0)))
 
     counter = iter(range(frames))
     lock = threading.Lock()
 
     def loop(worker):
-        cam, _, _ = worker.cameras[0]
+        cam = worker.cameras[0].cfg
         while True:
             with lock:
                 frame = next(counter, None)

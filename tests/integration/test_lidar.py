@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from vlatwin.config.loader import config_from_dict
+from vlatwin.errors import VlatwinError
 from vlatwin.sensors.lidar.newton_lidar import LidarNewton
 from vlatwin.sensors.lidar.profiles import resolve_profile
 from vlatwin.sim.newton import SimBackendNewton
@@ -122,7 +123,13 @@ def test_motion_distortion_matches_analytic_displacement(tmp_path):
     lidar = LidarNewton(sim, stage, profile, blocks=blocks)
     T = np.eye(4)
     T[:3, 3] = [0.0, 0.0, 1.0]
-    points = lidar.scan(lambda t: T, rng=None, advance_physics=True)
+    lidar.set_pose_fn(lambda t: T)
+    # The loop owns time: it steps physics to each block's firing time; the sensor only looks.
+    from vlatwin.loop import capture
+
+    points = capture(sim, [lidar], refit=sim.refit_render_scene)["lidar"]
+    with pytest.raises(VlatwinError, match="never step physics"):
+        lidar.scan(lambda t: T, advance_physics=True)
     wall = points[points["class"] == lidar.labels.class_id("wall")]
     front = wall[wall["x"] > 0]  # the face towards the sensor, seen over the first and last quarter of the sweep
     # A beam's block fixes the simulated time it was cast at: the block's mean firing time, rounded

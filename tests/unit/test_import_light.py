@@ -31,6 +31,7 @@ def test_import_without_engines():
         import vlatwin
         import vlatwin.sim.base, vlatwin.sim.types, vlatwin.sim.factory, vlatwin.sim.newton
         import vlatwin.robots, vlatwin.utils.transforms, vlatwin.config.scene_cfg, vlatwin.cli.main
+        import vlatwin.control, vlatwin.loop, vlatwin.loop.control_loop, vlatwin.sensors.base
         from vlatwin.robots import get_builtin_robot
         assert get_builtin_robot("panda").forward_kinematics()
         heavy = [m for m in sys.modules if m.split(".")[0] in BLOCKED]

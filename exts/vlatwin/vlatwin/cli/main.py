@@ -1,6 +1,8 @@
 """``vlatwin`` console entry point: ``generate``, ``preview``, ``scene build|check|assets``, ``sim run``.
 
-User errors (:class:`VlatwinError`) print one line and exit with code 2; no traceback.
+User errors (:class:`VlatwinError`) print one line and exit with code 2; no traceback. So does an
+``OverflowError`` / ``FloatingPointError``: config validation bounds every number, so one that still
+overflows came from an absurd input value (``-v`` shows the traceback).
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import traceback
 
 from vlatwin import __version__
 from vlatwin.errors import VlatwinError
@@ -48,6 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     except VlatwinError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (OverflowError, FloatingPointError) as exc:
+        if args.verbose:
+            traceback.print_exc()
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        print(
+            f"error: a number is out of range ({detail}); check the magnitudes in the config and arguments"
+            + ("" if args.verbose else " (-v shows where)"),
+            file=sys.stderr,
+        )
+        return VlatwinError.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -16,7 +16,15 @@ def register(groups) -> None:
         "Replicator's BasicWriter layout plus COCO. Same --seed, same bytes. A crashed or interrupted run continues "
         "with --resume (finished frames are checksummed in manifest.jsonl).",
     )
-    gen.add_argument("config", type=Path, help="YAML config with scene: and generate: sections")
+    gen.add_argument(
+        "config", type=Path,
+        help="YAML config with scene: and generate: sections, or a USD stage (.usda/.usd/.usdc) built by vlatwin or "
+        "edited in Isaac Sim/usdview: cameras, resolutions, LIDARs and labels are read from the stage",
+    )
+    gen.add_argument(
+        "--settings", type=Path, default=None,
+        help="with a USD stage: a YAML file whose generate: section sets frames, annotators, randomization (default: defaults)",
+    )
     gen.add_argument("--out", type=Path, required=True, help="dataset folder (must be empty unless --resume)")
     gen.add_argument("--frames", type=int, default=None, help="frames to write (default: generate.frames)")
     gen.add_argument("--seed", type=int, default=None, help="randomization seed (default: generate.seed)")
@@ -48,6 +56,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         resume=args.resume,
         workers=args.workers,
         progress=not args.no_progress and sys.stderr.isatty(),
+        settings=args.settings,
     )
     skipped = f" ({result.frames_skipped} already done)" if result.frames_skipped else ""
     print(

@@ -7,6 +7,17 @@ import sys
 from pathlib import Path
 
 
+def _reset_noise(text: str) -> float:
+    """``--reset-noise``: a finite half-width in [0, 10] (argparse prints the one-line error)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value <= 10.0:  # also rejects nan and inf
+        raise argparse.ArgumentTypeError(f"expected a number of radians (or meters) in [0, 10], got {text}")
+    return value
+
+
 def register(groups) -> None:
     sim = groups.add_parser("sim", help="run simulations", description="Run simulations headless.")
     sub = sim.add_subparsers(dest="command", metavar="SUBCOMMAND", required=True)
@@ -27,8 +38,8 @@ def register(groups) -> None:
     )
     run.add_argument("--seed", type=int, default=None, help="seed for the reset noise (same seed, same states)")
     run.add_argument(
-        "--reset-noise", type=float, default=0.0, metavar="RAD",
-        help="uniform noise [rad | m] added to the initial joint positions, within limits (default: 0)",
+        "--reset-noise", type=_reset_noise, default=0.0, metavar="RAD",
+        help="uniform noise [rad | m] added to the initial joint positions, within limits (0..10, default: 0)",
     )
     run.add_argument("--motion", choices=("hold", "sine"), default="hold", help="arm target motion (default: %(default)s)")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")

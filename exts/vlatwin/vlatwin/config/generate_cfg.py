@@ -5,14 +5,14 @@ Angles in degrees where a name ends in ``_deg``; lengths [m].
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pathlib import Path
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from vlatwin.config.base import StrictModel
-from vlatwin.config.types import Vec2
+from vlatwin.config.types import MAX_COUNT, MAX_SCALE, MAX_SIZE, Vec2
 from vlatwin.sensors.camera.annotators import ANNOTATOR_NAMES
 
 WRITER_NAMES = ("basic", "coco")
@@ -22,8 +22,8 @@ class LensCfg(StrictModel):
     """Lens model built into the camera rays (not a post-warp)."""
 
     model: Literal["pinhole", "fisheye"] = "pinhole"
-    distortion: list[float] = []
-    """pinhole: OpenCV (k1, k2, p1, p2, k3, k4, k5, k6); fisheye: OpenCV equidistant (k1, k2, k3, k4)."""
+    distortion: list[Annotated[float, Field(ge=-1e3, le=1e3)]] = []
+    """pinhole: OpenCV (k1, k2, p1, p2, k3, k4, k5, k6); fisheye: OpenCV equidistant (k1, k2, k3, k4); each within +-1000."""
 
     @model_validator(mode="after")
     def _length(self):
@@ -38,14 +38,14 @@ class RealismCfg(StrictModel):
 
     exposure_ev: float = Field(0.0, ge=-10, le=10)
     """Exposure compensation [EV]; +1 doubles the light."""
-    gain: float = Field(1.0, gt=0.0)
-    gamma: float = Field(1.0, gt=0.0)
+    gain: float = Field(1.0, gt=0.0, le=1e4)
+    gamma: float = Field(1.0, gt=0.0, le=10.0)
     """Extra display gamma on top of sRGB (1 = none)."""
     tonemap: Literal["none", "reinhard", "aces"] = "none"
     """HDR tonemapping of the exposed linear image."""
-    shot_noise: float = Field(0.0, ge=0.0)
+    shot_noise: float = Field(0.0, ge=0.0, le=10.0)
     """Photon noise scale: sigma = shot_noise * sqrt(linear value)."""
-    read_noise: float = Field(0.0, ge=0.0)
+    read_noise: float = Field(0.0, ge=0.0, le=1.0)
     """Gaussian read noise sigma in linear [0, 1] units."""
     vignetting: float = Field(0.0, ge=0.0, le=1.0)
     """Light fall-off at the image corners (0 = none, 1 = black corners), cos^4-like."""
@@ -58,7 +58,7 @@ class MotionBlurCfg(StrictModel):
     """Renders averaged per frame (1 = no blur)."""
     shutter_s: float = Field(0.02, gt=0.0, le=1.0)
     """Exposure time [s]; physics advances across it."""
-    camera_shake_speed: float = Field(0.0, ge=0.0)
+    camera_shake_speed: float = Field(0.0, ge=0.0, le=100.0)
     """Random camera velocity during the shutter [m/s] (hand-held / vibrating mount)."""
 
 
@@ -78,7 +78,7 @@ class ObjectRandomizationCfg(StrictModel):
     scatter: bool = True
     region: tuple[Vec2, Vec2] | None = None
     """[[x_min, y_min], [x_max, y_max]] on the table top [m]; default: the table top minus a margin."""
-    keep_out_radius: float = Field(0.25, ge=0.0)
+    keep_out_radius: float = Field(0.25, ge=0.0, le=MAX_SIZE)
     """No object closer than this to the robot base in XY [m]."""
     yaw: bool = True
     colors: bool = False
@@ -89,8 +89,8 @@ class ObjectRandomizationCfg(StrictModel):
     @field_validator("scale_range")
     @classmethod
     def _scale_range(cls, value):
-        if value is not None and not 0.0 < value[0] <= value[1]:
-            raise ValueError("expected [min, max] with 0 < min <= max")
+        if value is not None and not 0.0 < value[0] <= value[1] <= MAX_SCALE:
+            raise ValueError(f"expected [min, max] with 0 < min <= max <= {MAX_SCALE:g}")
         return value
 
 
@@ -102,34 +102,41 @@ class DistractorCfg(StrictModel):
     active: tuple[int, int] = (0, 3)
     """Min, max placed on the table per frame (the rest wait off-scene)."""
     size_range: tuple[float, float] = (0.02, 0.06)
-    """Half-size range [m]."""
+    """Half-size range [m], at most 10."""
 
     @model_validator(mode="after")
     def _ranges(self):
-        if not 0 <= self.active[0] <= self.active[1]:
-            raise ValueError("active: expected [min, max] with 0 <= min <= max")
-        if not 0.0 < self.size_range[0] <= self.size_range[1]:
-            raise ValueError("size_range: expected [min, max] with 0 < min <= max")
+        if not 0 <= self.active[0] <= self.active[1] <= 50:
+            raise ValueError("active: expected [min, max] with 0 <= min <= max <= 50")
+        if not 0.0 < self.size_range[0] <= self.size_range[1] <= 10.0:
+            raise ValueError("size_range: expected [min, max] with 0 < min <= max <= 10 m")
         return self
 
 
 class LightRandomizationCfg(StrictModel):
     direction_jitter_deg: float = Field(0.0, ge=0.0, le=90.0)
     color_temperature_range: tuple[float, float] | None = None
-    """Kelvin range for the key light colour, e.g. [3500, 7500]."""
+    """Kelvin range for the key light colour, e.g. [3500, 7500] (within 1000..40000, where the colour fit holds)."""
+
+    @field_validator("color_temperature_range")
+    @classmethod
+    def _kelvin(cls, value):
+        if value is not None and not 1000.0 <= value[0] <= value[1] <= 40000.0:
+            raise ValueError("expected [min, max] kelvin with 1000 <= min <= max <= 40000")
+        return value
 
 
 class CameraRandomizationCfg(StrictModel):
-    position_jitter: float = Field(0.0, ge=0.0)
+    position_jitter: float = Field(0.0, ge=0.0, le=MAX_SIZE)
     """Uniform +- offset of each camera position per axis [m]."""
-    look_at_jitter: float = Field(0.0, ge=0.0)
+    look_at_jitter: float = Field(0.0, ge=0.0, le=MAX_SIZE)
     """[m]"""
     orbit_deg: float = Field(0.0, ge=0.0, le=180.0)
     """Random rotation of the camera about the vertical axis through its look-at point [deg]."""
 
 
 class RobotRandomizationCfg(StrictModel):
-    joint_noise: float = Field(0.0, ge=0.0)
+    joint_noise: float = Field(0.0, ge=0.0, le=10.0)
     """Uniform +- noise around home [rad | m], clipped to joint limits."""
 
 
@@ -144,13 +151,13 @@ class RandomizeCfg(StrictModel):
 class GenerateCfg(StrictModel):
     """A synthetic-data run."""
 
-    frames: int = Field(20, ge=1)
-    seed: int = Field(0, ge=0)
+    frames: int = Field(20, ge=1, le=MAX_COUNT)
+    seed: int = Field(0, ge=0, le=2**63 - 1)
     cameras: list[str] | None = None
     """Scene camera names to render (default: all)."""
     annotators: list[str] = list(ANNOTATOR_NAMES)
     writers: list[str] = ["basic", "coco"]
-    settle_steps: int = Field(240, ge=0)
+    settle_steps: int = Field(240, ge=0, le=1_000_000)
     """Physics steps after randomizing, before rendering (0.4 s at 600 Hz)."""
     shadows: bool = True
     checker_textures: list[str] = []
@@ -158,7 +165,7 @@ class GenerateCfg(StrictModel):
     textures: dict[str, list[Path | Literal["checker"]]] = {}
     """Image textures by class, e.g. ``{floor: [tiles.png, checker]}`` (paths relative to the config);
     with several entries one is drawn per frame (texture randomization)."""
-    texture_repeat: float = Field(4.0, gt=0.0)
+    texture_repeat: float = Field(4.0, gt=0.0, le=1e4)
     """How many times a texture tiles across a shape."""
 
     @field_validator("textures")

@@ -103,6 +103,8 @@ def _message(error: dict, root_model) -> str:
             text = text[len(prefix) :]
     if kind == "literal_error":
         text = text.replace("Input should be", "expected one of")
+    if kind == "int_parsing_size":  # e.g. 1e308 where an integer is expected
+        text = f"expected an integer, got a number far too large ({error.get('input')!r})"
     # A model-level validator reports a sub-field path inside its message: fold it into the path.
     match = _FIELD_PREFIX.match(text)
     if match:

@@ -8,13 +8,31 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from vlatwin.config.base import StrictModel, resolve_existing_file
 from vlatwin.config.generate_cfg import GenerateCfg
-from vlatwin.config.types import ColorRGB, PositiveVec2, PositiveVec3, Vec3
+from vlatwin.config.types import (
+    MAX_CLIP_DISTANCE,
+    MAX_DENSITY,
+    MAX_EXPOSURE,
+    MAX_FRICTION,
+    MAX_GAIN,
+    MAX_INTENSITY,
+    MAX_MASS,
+    MAX_RESOLUTION,
+    MAX_SCALE,
+    MAX_SIZE,
+    AnglesDeg3,
+    ColorRGB,
+    PositiveVec2,
+    PositiveVec3,
+    Vec2,
+    Vec3,
+    check_lidar_profile_bounds,
+)
 
 NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 """Names become USD prim names, so they follow USD identifier rules."""
@@ -29,8 +47,8 @@ class MaterialCfg(StrictModel):
     metallic: float = Field(0.0, ge=0.0, le=1.0)
     reflectivity: float | None = Field(None, ge=0.0, le=1.0)
     """LIDAR reflectivity (0..1); authored as ``vlatwin:reflectivity`` on the material."""
-    static_friction: float = Field(0.8, ge=0.0)
-    dynamic_friction: float = Field(0.6, ge=0.0)
+    static_friction: float = Field(0.8, ge=0.0, le=MAX_FRICTION)
+    dynamic_friction: float = Field(0.6, ge=0.0, le=MAX_FRICTION)
     restitution: float = Field(0.0, ge=0.0, le=1.0)
 
 
@@ -53,9 +71,16 @@ class PhysicsCfg(StrictModel):
     """Physics scene and solver settings."""
 
     dt: float = Field(1.0 / 600.0, gt=0.0, le=0.05)
-    """Physics step [s]."""
+    """Physics step [s], 1e-6 (1 MHz) to 0.05."""
     gravity: Vec3 = (0.0, 0.0, -9.81)
     """Gravity vector in the world frame [m/s^2]."""
+
+    @field_validator("dt")
+    @classmethod
+    def _dt_floor(cls, value):
+        if value < 1e-6:
+            raise ValueError(f"expected at least 1e-06 s (a 1 MHz step rate), got {value!r}")
+        return value
     solver: Literal["xpbd", "vbd"] = "xpbd"
     """Newton solver. ``xpbd`` (default): fastest on CPU and differentiable; its drives converge slowly
     on some joint combinations. ``vbd``: tracks joint targets within ~1 mrad, ~40 % slower, no gradients
@@ -67,9 +92,9 @@ class PhysicsCfg(StrictModel):
 class DriveCfg(StrictModel):
     """Overrides for the robot's arm drive gains (per radian, as Newton and PhysX use internally)."""
 
-    stiffness: float | None = Field(None, gt=0.0)
+    stiffness: float | None = Field(None, gt=0.0, le=MAX_GAIN)
     """[N*m/rad]; USD stores it per degree."""
-    damping: float | None = Field(None, ge=0.0)
+    damping: float | None = Field(None, ge=0.0, le=MAX_GAIN)
     """[N*m*s/rad]"""
 
 
@@ -85,9 +110,9 @@ class RobotCfg(StrictModel):
     """Prim name under /World."""
     position: Vec3 | None = None
     """Base position in the world [m]; by default the robot stands on the table top at x = y = 0."""
-    yaw_deg: float = 0.0
+    yaw_deg: float = Field(0.0, ge=-360.0, le=360.0)
     """Base rotation about world Z [deg]."""
-    home_joint_positions: dict[str, float] | None = None
+    home_joint_positions: dict[str, Annotated[float, Field(ge=-MAX_SIZE, le=MAX_SIZE)]] | None = None
     """Home pose by joint name [rad | m]; unnamed joints keep the robot's default."""
     drive: DriveCfg = DriveCfg()
     label: str = "robot"
@@ -113,11 +138,17 @@ class TableCfg(StrictModel):
     enabled: bool = True
     size: PositiveVec3 = (1.0, 1.2, 0.75)
     """Full extents [m]: depth (x), width (y), height (z, floor to top surface)."""
-    position: tuple[float, float] = (0.4, 0.0)
+    position: Vec2 = (0.4, 0.0)
     """Centre of the top in the world XY plane [m]."""
-    top_thickness: float = Field(0.04, gt=0.0)
+    top_thickness: float = Field(0.04, gt=0.0, le=MAX_SIZE)
     material: str = "wood"
     label: str | None = "table"
+
+    @model_validator(mode="after")
+    def _thinner_than_tall(self):
+        if self.top_thickness >= self.size[2]:
+            raise ValueError(f"top_thickness: expected less than the table height size[2] = {self.size[2]:g} m")
+        return self
 
 
 class FloorCfg(StrictModel):
@@ -134,26 +165,36 @@ class ObjectCfg(StrictModel):
     """A rigid object. Shape parameters depend on ``shape``."""
 
     name: str = Field(pattern=NAME_PATTERN)
-    shape: Literal["box", "sphere", "cylinder", "capsule", "convex_mesh"]
+    shape: Literal["box", "sphere", "cylinder", "capsule", "convex_mesh", "mesh"]
     size: PositiveVec3 | None = None
     """Box full extents [m]."""
-    radius: float | None = Field(None, gt=0.0)
+    radius: float | None = Field(None, gt=0.0, le=MAX_SIZE)
     """Sphere/cylinder/capsule radius [m]."""
-    height: float | None = Field(None, gt=0.0)
+    height: float | None = Field(None, gt=0.0, le=MAX_SIZE)
     """Cylinder height / capsule cylindrical length (without caps) [m], along the object's Z."""
     vertices: list[Vec3] | None = None
     """Convex mesh points in the object frame [m]; the convex hull is used."""
     mesh_file: Path | None = None
-    """Convex mesh from a Wavefront .obj (vertices only; the convex hull is used)."""
-    scale: float = Field(1.0, gt=0.0)
-    """Uniform scale applied to the shape parameters."""
+    """``convex_mesh``: a Wavefront .obj (vertices only; the convex hull is used). ``mesh``: the visual mesh,
+    .obj/.stl/.ply/.glb/.gltf (trimesh) or .usd/.usda/.usdc (every visible mesh under the default prim, with
+    its transform). Meters and Z up, except glTF (Y up) and USD (the file's ``metersPerUnit``/``upAxis``);
+    the file's origin is the object frame."""
+    collision: Literal["convex_hull", "convex_decomposition", "none"] | None = None
+    """``mesh`` only. ``convex_hull`` (default): one hull. ``convex_decomposition``: convex pieces from CoACD
+    (``pip install coacd``), for hollow or concave objects. ``none``: visual only (needs ``dynamic: false``)."""
+    max_hulls: int | None = Field(None, ge=1, le=256)
+    """``collision: convex_decomposition`` only: most convex pieces (default 32)."""
+    up_axis: Literal["Y", "Z"] | None = None
+    """``mesh`` only: the file's up axis when it is not the default for its type (Y is rotated to Z)."""
+    scale: float = Field(1.0, gt=0.0, le=MAX_SCALE)
+    """Uniform scale applied to the shape parameters (for ``mesh``: file units to meters, e.g. 0.001 for mm)."""
     position: Vec3
-    """Centre in the world [m]."""
-    rpy_deg: Vec3 = (0.0, 0.0, 0.0)
+    """Centre in the world [m] (for ``convex_mesh`` and ``mesh``: where the object frame's origin goes)."""
+    rpy_deg: AnglesDeg3 = (0.0, 0.0, 0.0)
     """Orientation as roll, pitch, yaw [deg] (extrinsic X, Y, Z)."""
-    mass: float | None = Field(None, gt=0.0)
+    mass: float | None = Field(None, gt=0.0, le=MAX_MASS)
     """[kg]; when omitted, ``density`` is used."""
-    density: float = Field(500.0, gt=0.0)
+    density: float = Field(500.0, gt=0.0, le=MAX_DENSITY)
     """[kg/m^3]"""
     dynamic: bool = True
     """False makes a static collider."""
@@ -179,6 +220,7 @@ class ObjectCfg(StrictModel):
             "cylinder": ("radius", "height"),
             "capsule": ("radius", "height"),
             "convex_mesh": (),
+            "mesh": ("mesh_file",),
         }[self.shape]
         for field in required:
             if getattr(self, field) is None:
@@ -192,11 +234,75 @@ class ObjectCfg(StrictModel):
                 raise ValueError("shape 'convex_mesh' needs exactly one of 'vertices' or 'mesh_file'")
             if self.vertices is not None and len(self.vertices) < 4:
                 raise ValueError("a convex mesh needs at least 4 non-coplanar vertices")
+        if self.shape != "mesh":
+            for field in ("collision", "max_hulls", "up_axis"):
+                if getattr(self, field) is not None:
+                    raise ValueError(f"'{field}' only applies to shape 'mesh'")
+        else:
+            from vlatwin.usd.mesh_assets import MESH_SUFFIXES
+
+            if self.mesh_file.suffix.lower() not in MESH_SUFFIXES:
+                raise ValueError(
+                    f"mesh_file: unsupported mesh file type {self.mesh_file.suffix or '(none)'!r}; "
+                    f"use one of {', '.join(MESH_SUFFIXES)}"
+                )
+            if self.max_hulls is not None and self.collision != "convex_decomposition":
+                raise ValueError("max_hulls: only applies to collision 'convex_decomposition'")
+            if self.collision == "none" and self.dynamic:
+                raise ValueError("collision: 'none' needs dynamic: false (a body without a collider falls through everything)")
         return self
+
+    @property
+    def collision_mode(self) -> str:
+        """How a ``mesh`` object collides (``collision`` or its default, ``convex_hull``)."""
+        return self.collision or "convex_hull"
 
     @property
     def semantic_label(self) -> str:
         return self.label if self.label is not None else self.name
+
+
+class EnvironmentCfg(StrictModel):
+    """Static geometry referenced from a USD file, e.g. the CAD of the robot cell.
+
+    Every drawn gprim collides (``collide``); rigid bodies in the file become static colliders, its joints
+    and physics scenes are switched off (in the scene's layer; the file is not edited). Labels authored in
+    the file are kept.
+    """
+
+    path: Path
+    """.usd / .usda / .usdc file (relative to the config); its default prim (else first root prim) is used."""
+    name: str | None = Field(None, pattern=NAME_PATTERN)
+    """Prim name under /World/Environment (default: the file name, made a valid identifier)."""
+    position: Vec3 = (0.0, 0.0, 0.0)
+    """Where the file's origin goes in the world [m]."""
+    rpy_deg: AnglesDeg3 = (0.0, 0.0, 0.0)
+    """Orientation as roll, pitch, yaw [deg] (extrinsic X, Y, Z)."""
+    scale: float = Field(1.0, gt=0.0, le=MAX_SCALE)
+    """Uniform scale on top of the file's own ``metersPerUnit`` (a Y-up file is also rotated to Z up)."""
+    label: str | None = None
+    """Semantic class for everything in the file that has no label of its own."""
+    collide: bool = True
+    """Give drawn gprims without a collider one. Meshes keep their approximation, or none (exact static
+    triangle meshes in Isaac Sim; the Newton backend uses each such mesh's convex hull, with a warning)."""
+
+    @field_validator("path")
+    @classmethod
+    def _usd_file(cls, value, info: ValidationInfo):
+        path = resolve_existing_file(value, info)
+        if path.suffix.lower() not in (".usd", ".usda", ".usdc"):
+            raise ValueError(f"expected a .usd, .usda or .usdc file, got {path.name}")
+        return path
+
+    @property
+    def prim_name(self) -> str:
+        """``name``, else the file name as a USD identifier."""
+        if self.name is not None:
+            return self.name
+        import re
+
+        stem = re.sub(r"[^A-Za-z0-9_]", "_", self.path.stem)
+        return stem if re.match(NAME_PATTERN, stem) else f"_{stem}"
 
 
 class LightCfg(StrictModel):
@@ -204,21 +310,22 @@ class LightCfg(StrictModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     type: Literal["distant", "dome", "sphere", "rect"]
-    intensity: float = Field(gt=0.0)
+    intensity: float = Field(gt=0.0, le=MAX_INTENSITY)
     """USD intensity (nits-like units; Isaac's RTX uses them as is)."""
-    exposure: float = 0.0
+    exposure: float = Field(0.0, ge=-MAX_EXPOSURE, le=MAX_EXPOSURE)
+    """[EV]: the light is scaled by 2^exposure."""
     color: ColorRGB = (1.0, 1.0, 1.0)
     position: Vec3 = (0.0, 0.0, 0.0)
     """[m] (sphere, rect)."""
-    rpy_deg: Vec3 = (0.0, 0.0, 0.0)
+    rpy_deg: AnglesDeg3 = (0.0, 0.0, 0.0)
     """Orientation [deg]; a distant or rect light shines along its local -Z."""
     angle_deg: float = Field(0.53, ge=0.0, le=180.0)
     """Angular diameter of a distant light [deg] (soft shadows)."""
-    radius: float = Field(0.1, gt=0.0)
+    radius: float = Field(0.1, gt=0.0, le=MAX_SIZE)
     """Sphere light radius [m]."""
-    width: float = Field(1.0, gt=0.0)
+    width: float = Field(1.0, gt=0.0, le=MAX_SIZE)
     """Rect light width [m]."""
-    height: float = Field(1.0, gt=0.0)
+    height: float = Field(1.0, gt=0.0, le=MAX_SIZE)
     """Rect light height [m]."""
 
 
@@ -234,22 +341,32 @@ class CameraCfg(StrictModel):
     look_at: Vec3
     """Point the optical axis passes through [m], world frame."""
     up: Vec3 = (0.0, 0.0, 1.0)
+    """World direction that appears up in the image (not parallel to the view direction)."""
     resolution: tuple[int, int] = (640, 480)
-    """Image width, height [px]."""
+    """Image width, height [px], each at most 16384."""
     fov_deg: float | None = Field(None, gt=0.0, lt=180.0)
-    """Horizontal field of view [deg]."""
-    focal_length: float | None = Field(None, gt=0.0)
+    """Horizontal field of view [deg], at least 0.01."""
+    focal_length: float | None = Field(None, gt=0.0, le=1e4)
     """[mm]"""
-    horizontal_aperture: float = Field(20.955, gt=0.0)
+    horizontal_aperture: float = Field(20.955, gt=0.0, le=1e3)
     """Sensor width [mm] (Isaac Sim's default)."""
     clipping_range: tuple[float, float] = (0.01, 100.0)
-    """Near, far [m]."""
+    """Near, far [m]; far at most 1e7."""
 
     @field_validator("resolution")
     @classmethod
     def _positive_resolution(cls, value):
         if value[0] <= 0 or value[1] <= 0:
             raise ValueError("expected 2 positive integers [width, height]")
+        if max(value) > MAX_RESOLUTION:
+            raise ValueError(f"expected 2 positive integers [width, height] of at most {MAX_RESOLUTION}")
+        return value
+
+    @field_validator("fov_deg")
+    @classmethod
+    def _fov_floor(cls, value):
+        if value is not None and value < 0.01:
+            raise ValueError(f"expected at least 0.01 deg, got {value!r}")
         return value
 
     @field_validator("clipping_range")
@@ -257,6 +374,8 @@ class CameraCfg(StrictModel):
     def _clipping(cls, value):
         if not 0.0 < value[0] < value[1]:
             raise ValueError("expected [near, far] with 0 < near < far")
+        if value[1] > MAX_CLIP_DISTANCE:
+            raise ValueError(f"expected [near, far] with far at most {MAX_CLIP_DISTANCE:g} m")
         return value
 
     @model_validator(mode="after")
@@ -265,8 +384,16 @@ class CameraCfg(StrictModel):
             raise ValueError("give either 'fov_deg' or 'focal_length', not both")
         if self.fov_deg is None and self.focal_length is None:
             self.fov_deg = 60.0
-        if sum((a - b) ** 2 for a, b in zip(self.position, self.look_at)) < 1e-12:
+        view = [a - b for a, b in zip(self.look_at, self.position)]
+        if sum(c * c for c in view) < 1e-12:
             raise ValueError("'position' and 'look_at' coincide")
+        # Same test as look_at_matrix: |up x view| must not vanish (coordinates are bounded, so no overflow).
+        norm = math.sqrt(sum(c * c for c in view))
+        up_len = math.sqrt(sum(c * c for c in self.up))
+        u = self.up
+        cross = (u[1] * view[2] - u[2] * view[1], u[2] * view[0] - u[0] * view[2], u[0] * view[1] - u[1] * view[0])
+        if up_len == 0.0 or math.sqrt(sum(c * c for c in cross)) < 1e-6 * norm * up_len:
+            raise ValueError("up: expected a direction not parallel to the view direction (look_at - position)")
         return self
 
     @property
@@ -290,7 +417,7 @@ class LidarCfg(StrictModel):
     """Built-in profile name, or a mapping with the fields of :class:`LidarProfile`."""
     position: Vec3
     """Sensor origin [m]: world frame, or the parent body's frame when ``parent`` is set."""
-    rpy_deg: Vec3 = (0.0, 0.0, 0.0)
+    rpy_deg: AnglesDeg3 = (0.0, 0.0, 0.0)
     """Orientation [deg]; the sensor looks along its +X with +Z up."""
     parent: str | None = None
     """Prim path of a rigid body the sensor rides on (e.g. /World/Robot/panda_link7)."""
@@ -307,15 +434,16 @@ class LidarCfg(StrictModel):
         if isinstance(value, dict):
             from pydantic import ValidationError
 
+            from vlatwin.config.loader import _message
+            from vlatwin.sensors.lidar.profiles import LidarProfile
+
             try:
-                resolve_profile(value)
+                profile = resolve_profile(value)
             except ValidationError as exc:
-                err = exc.errors(include_url=False)[0]
-                where = ".".join(str(p) for p in err["loc"])
-                msg = err["msg"].removeprefix("Value error, ")
-                raise ValueError(f"{where + ': ' if where else ''}{msg}") from None
+                raise ValueError(_message(exc.errors(include_url=False)[0], LidarProfile)) from None
         else:
-            resolve_profile(value)
+            profile = resolve_profile(value)
+        check_lidar_profile_bounds(profile)
         return value
 
     @property
@@ -340,6 +468,13 @@ class SceneCfg(StrictModel):
     """Lights; when omitted, a key distant light plus a dome light are added (``[]`` means none)."""
     cameras: list[CameraCfg] = []
     lidars: list[LidarCfg] = []
+    environment: list[EnvironmentCfg] = []
+    """Static geometry from USD files under /World/Environment (one mapping or a list)."""
+
+    @field_validator("environment", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, dict) else value
 
     @model_validator(mode="after")
     def _references(self):
@@ -355,6 +490,10 @@ class SceneCfg(StrictModel):
                 if item.name in seen:
                     raise ValueError(f"{group}[{i}].name: duplicate name {item.name!r}")
                 seen.add(item.name)
+        names = [env.prim_name for env in self.environment]
+        for i, name in enumerate(names):
+            if name in names[:i]:
+                raise ValueError(f"environment[{i}].name: duplicate name {name!r}; give each entry its own 'name'")
         return self
 
     def effective_lights(self) -> list[LightCfg]:

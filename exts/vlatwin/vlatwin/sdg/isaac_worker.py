@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 from vlatwin.errors import VlatwinError
+from vlatwin.loop.scheduler import capture
+from vlatwin.loop.worker import WorkResult, Worker
 
 
 class _UsdLook:
@@ -52,7 +54,7 @@ class _UsdLook:
         raise VlatwinError("generate.randomize.objects.scale_range is not supported on the isaacsim backend yet; remove it")
 
 
-class WorkerIsaac:
+class WorkerIsaac(Worker):
     """One Isaac Sim scene for the generate pipeline (one per process: Kit is single-app)."""
 
     def __init__(self, config, stage_path, cameras, *, seed: int = 0):
@@ -62,14 +64,14 @@ class WorkerIsaac:
         from vlatwin.sensors.camera.isaac_camera import CameraRendererIsaac
         from vlatwin.sensors.camera.model import CameraModel
         from vlatwin.sensors.lidar.isaac_lidar import LidarIsaac
-        from vlatwin.sim.isaacsim import SimBackendIsaac
+        from vlatwin.sim.factory import make_backend
 
         gen = config.generate
         self.config = config
         # Both RNGs: vlatwin draws every randomization from numpy (seeded per frame); Replicator's own
         # generator is seeded too so any Replicator-side sampling repeats.
         rep.set_global_seed(seed)
-        self.sim = SimBackendIsaac(physics_dt=config.scene.physics.dt)
+        self.sim = make_backend("isaacsim", physics_dt=config.scene.physics.dt)
         self.sim.load(stage_path)
         from isaacsim.core.utils.stage import get_current_stage
 
@@ -84,32 +86,34 @@ class WorkerIsaac:
             models.append((cam, model))
             self.cameras.append((cam, model, options))
         self.renderer = CameraRendererIsaac(stage, models, gen.annotators)
+        from vlatwin.sensors.camera.isaac_camera import CameraSensorIsaac
+
+        self.camera_sensors = [
+            CameraSensorIsaac(self.renderer, cam, model, options, gen.randomize.cameras, gen.class_filter)
+            for cam, model, options in self.cameras
+        ]
         self.look = _UsdLook(stage, self.renderer.labels)
         self.randomizer = SceneRandomizer(config, self.sim, self.look)
         self.lidars = [(lidar, LidarIsaac(lidar, self.renderer.labels)) for lidar in config.scene.lidars]
 
-    def render_frame(self, frame: int, seed: int):
-        from vlatwin.sdg.randomize import camera_pose, frame_rng
-        from vlatwin.sensors.camera.realism import apply_realism
+    def run(self, index: int, seed: int) -> WorkResult:
+        from vlatwin.sdg.randomize import frame_rng
 
         gen = self.config.generate
-        rng = frame_rng(seed, frame)
+        rng = frame_rng(seed, index)
         record = self.randomizer.apply(rng)
         if gen.settle_steps:
-            self.sim.step(num_steps=gen.settle_steps)
-        poses = {}
-        for cam, _, _ in self.cameras:
-            poses[cam.name] = camera_pose(cam, gen.randomize.cameras, rng)
-            self.renderer.set_pose(cam.name, poses[cam.name])
-        self.renderer.capture()
-        outputs = {}
-        for cam, model, options in self.cameras:
-            out = self.renderer.outputs(cam.name, keep_classes=gen.class_filter)
-            if options is not None and "rgb" in out:
-                out["rgb"] = apply_realism(out["rgb"], options.realism, rng, fx=model.fx)
-            outputs[cam.name] = out
-        scans = {lidar_cfg.name: lidar.points() for lidar_cfg, lidar in self.lidars}
-        return {"cameras": outputs, "lidars": scans}, record
+            self.sim.advance(gen.settle_steps)
+        self.renderer.capture_key = (index, self.sim.current_step)
+        lidars = [lidar for _, lidar in self.lidars]
+        data = capture(self.sim, [*self.camera_sensors, *lidars], index=index, rng=rng)
+        for lidar in lidars:
+            record.setdefault("lidar_scan_start", {})[lidar.name] = round(lidar.last_start_time, 9)
+        outputs = {
+            "cameras": {c.name: data[c.name] for c in self.camera_sensors},
+            "lidars": {lidar.name: data[lidar.name] for lidar in lidars},
+        }
+        return WorkResult(index=index, outputs=outputs, record=record)
 
     def close(self) -> None:
         """Wait for Replicator to finish writing, detach annotators, destroy render products."""

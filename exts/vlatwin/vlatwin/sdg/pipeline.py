@@ -1,7 +1,8 @@
 """``vlatwin generate``: the dataset job.
 
-Per frame: reset -> randomize (seeded by run seed and frame index) -> settle physics -> render each
-camera -> annotate -> hand the outputs to the writer thread. The writer thread encodes (PNG/NPY/JSON),
+Per frame (a work item of :class:`vlatwin.loop.Worker`): reset -> randomize (seeded by run seed and
+frame index) -> settle physics -> capture every camera and LIDAR through the loop's scheduler -> hand
+the outputs to the writer thread. The writer thread encodes (PNG/NPY/JSON),
 writes files atomically and appends the frame to ``manifest.jsonl`` in frame order. A bounded queue
 between them gives backpressure, so memory stays bounded when encoding is slower than rendering.
 With ``workers > 1`` several render threads (each with its own simulator and renderer) share the
@@ -77,110 +78,6 @@ def _frame_files(root: Path):
             yield path, int(tail)
 
 
-class _Worker:
-    """One simulator + renderer (one per render thread)."""
-
-    def __init__(self, config, stage_path: Path, cameras, textures=None):
-        from vlatwin.sensors.camera.model import CameraModel
-        from vlatwin.sensors.camera.newton_camera import CameraRendererNewton
-        from vlatwin.sdg.randomize import SceneRandomizer
-        from vlatwin.sim.newton import SimBackendNewton
-        from vlatwin.usd.check import open_stage
-
-        gen = config.generate
-        self.config = config
-        physics = config.scene.physics
-        self.sim = SimBackendNewton(physics_dt=physics.dt, solver_iterations=physics.iterations, solver=physics.solver)
-        self.sim.load(stage_path)
-        stage = open_stage(stage_path)
-        spp = max([gen.camera_options[c.name].samples_per_pixel for c in cameras if c.name in gen.camera_options] or [1])
-        self.renderer = CameraRendererNewton(self.sim, stage, shadows=gen.shadows, samples_per_pixel=spp)
-        self.cameras = []
-        for cam in cameras:
-            options = gen.camera_options.get(cam.name)
-            lens = options.lens if options else None
-            model = CameraModel.from_cfg(
-                cam, distortion=lens.distortion if lens else (), model=lens.model if lens else "pinhole"
-            )
-            self.renderer.add_camera(cam.name, model)
-            self.cameras.append((cam, model, options))
-        if gen.checker_textures:
-            self.renderer.use_checker_texture(gen.checker_textures)
-        self._texture_images = textures or {}
-        self.randomizer = SceneRandomizer(config, self.sim, self.renderer)
-        from vlatwin.sensors.lidar.newton_lidar import LidarNewton
-
-        self.lidars = [
-            (lidar, LidarNewton(self.sim, stage, lidar.resolved_profile, blocks=lidar.blocks, labels=self.renderer.labels))
-            for lidar in config.scene.lidars
-        ]
-
-    def render_frame(self, frame: int, seed: int) -> tuple[dict, dict]:
-        from vlatwin.sdg.randomize import camera_pose, frame_rng
-        from vlatwin.sensors.camera.realism import apply_realism
-
-        gen = self.config.generate
-        rng = frame_rng(seed, frame)
-        record = self.randomizer.apply(rng)
-        if self._texture_images:
-            chosen = {cls: int(rng.integers(len(images))) for cls, images in self._texture_images.items()}
-            self.renderer.set_textures(
-                {cls: self._texture_images[cls][i][1] for cls, i in chosen.items()}, repeat=gen.texture_repeat
-            )
-            record["textures"] = {cls: self._texture_images[cls][i][0] for cls, i in chosen.items()}
-        if gen.settle_steps:
-            self.sim.step(num_steps=gen.settle_steps)
-        self.renderer.refit()
-        # Silhouettes and 3D extents come from the shapes' poses: only when a box annotator needs them.
-        box_annotators = {"bounding_box_2d_tight", "bounding_box_2d_loose", "bounding_box_3d", "occlusion"}
-        geometry = self.renderer.instance_geometry() if box_annotators & set(gen.annotators) else None
-        outputs = {}
-        for cam, model, options in self.cameras:
-            T_w_cam = camera_pose(cam, gen.randomize.cameras, rng)
-            blur = options.motion_blur if options is not None else None
-            blurred = None
-            if blur is not None and blur.subframes > 1:
-                blurred, T_w_cam = self._motion_blur(cam.name, T_w_cam, blur, rng)
-            raw = self.renderer.render(cam.name, T_w_cam)
-            if blurred is not None:
-                raw.rgba = blurred
-            out = self.renderer.annotate(cam.name, raw, T_w_cam, gen.annotators, geometry=geometry, keep_classes=gen.class_filter)
-            if options is not None and "rgb" in out:
-                out["rgb"] = apply_realism(out["rgb"], options.realism, rng, fx=model.fx)
-            outputs[cam.name] = out
-        scans = {}
-        for lidar_cfg, lidar in self.lidars:
-            record.setdefault("lidar_scan_start", {})[lidar_cfg.name] = round(self.sim.get_state().time, 9)
-            scans[lidar_cfg.name] = lidar.scan(
-                _lidar_pose_fn(self.sim, lidar_cfg),
-                rng=rng if lidar_cfg.noise else None,
-                scan_index=frame,
-            )
-        return {"cameras": outputs, "lidars": scans}, record
-
-    def _motion_blur(self, name, T_w_cam, blur, rng):
-        """Render ``blur.subframes`` colour images while physics and the camera move across the shutter.
-
-        Returns the averaged colour and the camera pose at shutter close (labels are rendered there).
-        """
-        dt = self.sim.physics_dt
-        steps = max(1, int(round(blur.shutter_s / blur.subframes / dt)))
-        velocity = np.zeros(3)
-        if blur.camera_shake_speed > 0:
-            direction = rng.normal(size=3)
-            velocity = direction / np.linalg.norm(direction) * blur.camera_shake_speed
-        frames = []
-        T = T_w_cam.copy()
-        for k in range(blur.subframes):
-            if k:
-                self.sim.step(num_steps=steps)
-                self.renderer.refit()
-            T = T_w_cam.copy()
-            T[:3, 3] += velocity * (k * steps * dt)
-            frames.append(self.renderer.render_color(name, T))
-        return _average_srgb(frames), T
-
-
 def _load_textures(textures: dict) -> dict[str, list[tuple[str, np.ndarray]]]:
     """(name, RGBA image) per configured texture entry; 'checker' is the procedural checkerboard."""
     from PIL import Image
@@ -199,33 +96,6 @@ def _load_textures(textures: dict) -> dict[str, list[tuple[str, np.ndarray]]]:
                 except OSError as exc:
                     raise VlatwinError(f"generate.textures.{cls}: cannot read image {entry} ({exc})") from None
         out[cls] = images
-    return out
-
-
-def _lidar_pose_fn(sim, lidar_cfg):
-    """Sensor-to-world pose as a function of time: static, or riding on a rigid body (read live)."""
-    from vlatwin.utils.transforms import make_transform, quat_wxyz_to_matrix, rpy_deg_to_matrix
-
-    offset = make_transform(rpy_deg_to_matrix(lidar_cfg.rpy_deg), lidar_cfg.position)
-    if lidar_cfg.parent is None:
-        return lambda t: offset
-    info = sim.info
-    body = info.body_index(lidar_cfg.parent)
-
-    def pose_at(t: float) -> np.ndarray:
-        pose = sim.get_state().body_pose_w[body]
-        return make_transform(quat_wxyz_to_matrix(pose[3:]), pose[:3]) @ offset
-
-    return pose_at
-
-
-def _average_srgb(frames: list[np.ndarray]) -> np.ndarray:
-    """Average sRGB images in linear light (how a sensor integrates over the shutter)."""
-    from vlatwin.sensors.camera.realism import linear_to_srgb, srgb_to_linear
-
-    linear = np.mean([srgb_to_linear(f[..., :3]) for f in frames], axis=0)
-    out = frames[-1].copy()
-    out[..., :3] = linear_to_srgb(linear)
     return out
 
 
@@ -248,13 +118,12 @@ class DatasetRun:
         resume: bool = False,
         workers: int = 1,
         backend: str = "newton",
+        settings: str | Path | None = None,
     ):
-        from vlatwin.config.loader import load_config
         from vlatwin.sdg.randomize import with_distractors
-        from vlatwin.usd.scene_builder import write_scene
 
         config_path = Path(config_path)
-        config = load_config(config_path)
+        config, config_text, from_stage = load_run_source(config_path, settings)
         gen = config.generate
         self.frames = gen.frames if frames is None else frames
         self.seed = gen.seed if seed is None else seed
@@ -274,7 +143,7 @@ class DatasetRun:
         self.out_dir = out_dir = Path(out_dir)
         _check_out_dir(out_dir, resume)
 
-        self.signature = _run_signature(config, config_path.read_text(encoding="utf-8"), self.seed)
+        self.signature = _run_signature(config, config_text, self.seed)
         self.run_file = out_dir / RUN_FILE
         self.manifest = Manifest(out_dir)
         done: dict[int, dict[str, str]] = {}
@@ -292,7 +161,12 @@ class DatasetRun:
 
         config = config.model_copy(update={"scene": with_distractors(config.scene, gen.randomize.distractors, self.seed)})
         stage_path = out_dir / SCENE_FILE
-        write_scene(config.scene, stage_path, source=config_path)
+        if from_stage:
+            copy_stage_with_objects(config_path, stage_path, config.scene.objects)
+        else:
+            from vlatwin.usd.scene_builder import write_scene
+
+            write_scene(config.scene, stage_path, source=config_path)
         self.workers = self._make_workers(backend, config, stage_path, cameras, workers, self.seed, textures)
         self.writers = self._make_writers(config, config_path, names, self.workers[0].renderer.labels)
         for writer in self.writers:
@@ -313,7 +187,9 @@ class DatasetRun:
 
             return [WorkerIsaac(config, stage_path, cameras, seed=seed)]
         if backend == "newton":
-            return [_Worker(config, stage_path, cameras, textures) for _ in range(workers)]
+            from vlatwin.sdg.newton_worker import FrameWorkerNewton
+
+            return [FrameWorkerNewton(config, stage_path, cameras, textures) for _ in range(workers)]
         raise VlatwinError(f"unknown backend {backend!r}; choose newton or isaacsim")
 
     def _make_writers(self, config, config_path, names, labels):
@@ -360,8 +236,8 @@ class DatasetRun:
             return None
         frame = self.todo.pop(0)
         try:
-            outputs, record = self.workers[0].render_frame(frame, self.seed)
-            files = self.write_frame(frame, outputs, record)
+            result = self.workers[0].run(frame, self.seed)
+            files = self.write_frame(frame, result.outputs, result.record)
         except OSError as exc:
             raise VlatwinError(f"{self.out_dir}: write failed: {exc.strerror or exc}; finished frames are kept, rerun with --resume") from None
         self.manifest.append(frame, files)
@@ -391,6 +267,61 @@ class DatasetRun:
         self.workers = []
 
 
+USD_SUFFIXES = (".usd", ".usda", ".usdc")
+
+
+def load_run_source(source: Path, settings: str | Path | None = None):
+    """(config, text that identifies it for --resume, whether it came from a stage) for a YAML config or a USD stage.
+
+    A stage is read back into a config (:func:`vlatwin.usd.read_back.config_from_stage`); its dataset
+    settings come from ``settings`` (a YAML file with a ``generate:`` section) or the defaults.
+    """
+    from vlatwin.config.loader import load_config
+
+    if source.suffix in USD_SUFFIXES:
+        import yaml
+
+        from vlatwin.usd.read_back import config_from_stage
+
+        if not source.is_file():
+            raise VlatwinError(f"{source}: USD file not found")
+        settings_data, settings_text = None, ""
+        if settings is not None:
+            settings = Path(settings)
+            if not settings.is_file():
+                raise VlatwinError(f"{settings}: settings file not found")
+            settings_text = settings.read_text(encoding="utf-8")
+            try:
+                settings_data = yaml.safe_load(settings_text) or {}
+            except yaml.YAMLError as exc:
+                raise VlatwinError(f"{settings}: YAML syntax error: {exc}") from None
+            if not isinstance(settings_data, dict):
+                raise VlatwinError(f"{settings}: expected a mapping with a 'generate:' section")
+        config = config_from_stage(source, settings_data)
+        text = hashlib.sha256(source.read_bytes()).hexdigest() + settings_text
+        return config, text, True
+    if settings is not None:
+        raise VlatwinError("--settings is for USD stages; a YAML config carries its own generate: section")
+    return load_config(source), source.read_text(encoding="utf-8"), False
+
+
+def copy_stage_with_objects(source: Path, out_path: Path, objects) -> None:
+    """The user's stage, flattened into one file (references resolved), plus distractor objects it lacks."""
+    from vlatwin.usd.check import open_stage
+    from vlatwin.usd.scene_builder import OBJECTS_PATH, _author_object, export_stage
+
+    from pxr import Usd, UsdGeom
+
+    flat = Usd.Stage.Open(open_stage(source).Flatten())
+    missing = [o for o in objects if not flat.GetPrimAtPath(f"{OBJECTS_PATH}/{o.name}")]
+    if missing:
+        if not flat.GetPrimAtPath(OBJECTS_PATH):
+            UsdGeom.Scope.Define(flat, OBJECTS_PATH)
+        for obj in missing:
+            _author_object(flat, obj, {}, {})
+    export_stage(flat, out_path)
+
+
 def generate(
     config_path: str | Path,
     out_dir: str | Path,
@@ -402,9 +333,12 @@ def generate(
     progress: bool = True,
     queue_size: int = 4,
     backend: str = "newton",
+    settings: str | Path | None = None,
 ) -> GenerateResult:
-    """Write a dataset for the config at ``config_path`` into ``out_dir`` (see :class:`DatasetRun`)."""
-    job = DatasetRun(config_path, out_dir, frames=frames, seed=seed, resume=resume, workers=workers, backend=backend)
+    """Write a dataset for the config (or USD stage) at ``config_path`` into ``out_dir`` (see :class:`DatasetRun`)."""
+    job = DatasetRun(
+        config_path, out_dir, frames=frames, seed=seed, resume=resume, workers=workers, backend=backend, settings=settings
+    )
     return job.run(progress=progress, queue_size=queue_size)
 
 
@@ -425,10 +359,10 @@ def _run_frames(job: DatasetRun, todo, queue_size, progress):
                     frame = work.get_nowait()
                 except queue.Empty:
                     return
-                outputs, record = worker.render_frame(frame, seed)
+                result = worker.run(frame, seed)
                 while not stop.is_set():
                     try:
-                        results.put((frame, outputs, record), timeout=0.2)
+                        results.put((frame, result.outputs, result.record), timeout=0.2)
                         break
                     except queue.Full:
                         continue

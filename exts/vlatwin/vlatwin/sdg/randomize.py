@@ -63,6 +63,10 @@ def object_local_points(obj) -> np.ndarray:
         return cylinder_points(obj.radius * s, obj.height * s / 2)
     if obj.shape == "capsule":
         return capsule_points(obj.radius * s, obj.height * s / 2)
+    if obj.shape == "mesh":
+        from vlatwin.usd.mesh_assets import mesh_object_points
+
+        return mesh_object_points(obj)
     vertices = obj.vertices if obj.vertices is not None else read_obj_vertices(obj.mesh_file)
     return np.asarray(vertices, dtype=float) * s
 

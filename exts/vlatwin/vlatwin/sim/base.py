@@ -8,13 +8,15 @@ from pathlib import Path
 import numpy as np
 
 from vlatwin.errors import VlatwinError
-from vlatwin.sim.types import Capabilities, JointCommand, SimModelInfo, SimState
+from vlatwin.sim.types import Capabilities, JointCommand, SimModelInfo, SimParams, SimSnapshot, SimState
 
 
 class SimBackend(abc.ABC):
-    """Load a USD stage, step it with joint position targets, read state, move objects.
+    """Load a USD stage, step it with joint commands, read state, move objects, change parameters.
 
     Lifecycle: ``load`` -> (``reset`` -> ``step``*)* -> ``close``. Works as a context manager.
+    The static description (:class:`SimModelInfo`), the time-varying state (:class:`SimState`), the
+    commands (:class:`JointCommand`) and the physical parameters (:class:`SimParams`) are separate types.
     """
 
     name: str = "base"
@@ -28,8 +30,19 @@ class SimBackend(abc.ABC):
         """Restore the initial state. ``seed`` drives any reset noise; the same seed gives the same state."""
 
     @abc.abstractmethod
-    def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> None:
-        """Apply ``command`` (kept until the next one) and advance ``num_steps`` physics steps."""
+    def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> SimState:
+        """Apply ``command`` (kept until the next one), advance ``num_steps`` physics steps, return the new state."""
+
+    @abc.abstractmethod
+    def advance(self, num_steps: int = 1) -> None:
+        """Advance ``num_steps`` physics steps with the current commands, without reading the state back.
+
+        The cheap path for the control loop between samples; :meth:`step` is ``advance`` + :meth:`get_state`.
+        """
+
+    @abc.abstractmethod
+    def set_command(self, command: JointCommand) -> None:
+        """Apply a command to the drives (kept until the next one) without stepping."""
 
     @abc.abstractmethod
     def get_state(self) -> SimState:
@@ -38,6 +51,29 @@ class SimBackend(abc.ABC):
     @abc.abstractmethod
     def set_joint_positions(self, q, *, hold: bool = True) -> None:
         """Teleport the commanded joints to ``q`` (J,) [rad | m] at rest; ``hold`` also sets the drive targets."""
+
+    @abc.abstractmethod
+    def set_joint_state(self, q, qd, *, hold: bool = True) -> None:
+        """Teleport the commanded joints to positions ``q`` [rad | m] with velocities ``qd`` [rad/s | m/s].
+
+        ``hold`` also sets the drive targets to ``q`` / ``qd`` (so the robot keeps the state it was given).
+        """
+
+    @abc.abstractmethod
+    def get_params(self) -> SimParams:
+        """The physical parameters of the running model (every field filled)."""
+
+    @abc.abstractmethod
+    def set_params(self, params: SimParams) -> None:
+        """Apply parameters to the running model; fields left None stay unchanged. Takes effect on the next step."""
+
+    @abc.abstractmethod
+    def snapshot(self) -> SimSnapshot:
+        """Save everything that evolves while stepping (state, commands, clock)."""
+
+    @abc.abstractmethod
+    def restore(self, snapshot: SimSnapshot) -> None:
+        """Return to a :meth:`snapshot` of this loaded stage; stepping on reproduces the same states."""
 
     @abc.abstractmethod
     def set_body_pose(self, path: str, pose_w: np.ndarray, *, zero_velocity: bool = True) -> None:
@@ -51,6 +87,16 @@ class SimBackend(abc.ABC):
         """Static description of the loaded stage."""
         self._require_loaded()
         return self._info
+
+    _steps: int = 0
+
+    @property
+    def current_step(self) -> int:
+        """Physics steps since the last reset (the loop's clock counts in whole steps)."""
+        return self._steps
+
+    def refit_render_scene(self) -> None:  # noqa: B027 - engines whose renderers track poses themselves
+        """Make ray-traced sensors see the current body poses (Newton refits its BVH; RTX needs nothing)."""
 
     @property
     def physics_dt(self) -> float:
@@ -75,3 +121,17 @@ class SimBackend(abc.ABC):
 
     def __exit__(self, *exc):
         self.close()
+
+
+def check_joint_array(value, count: int, what: str, *, allow_nan: bool = True) -> np.ndarray:
+    """A (count,) float64 copy of ``value``; one-line ``VlatwinError`` for a wrong shape or infinities.
+
+    NaN entries are allowed where they mean "leave unchanged" (``allow_nan``).
+    """
+    array = np.asarray(value, dtype=np.float64)
+    if array.shape != (count,):
+        raise VlatwinError(f"{what}: expected {count} values (one per joint), got shape {array.shape}")
+    bad = np.isinf(array) if allow_nan else ~np.isfinite(array)
+    if np.any(bad):
+        raise VlatwinError(f"{what}: values must be finite{' (NaN = unchanged)' if allow_nan else ''}, got {array.tolist()}")
+    return array

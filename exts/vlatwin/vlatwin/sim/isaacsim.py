@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from vlatwin.errors import StageError, VlatwinError
-from vlatwin.sim.base import SimBackend
-from vlatwin.sim.types import Capabilities, JointCommand, SimModelInfo, SimState
+from vlatwin.sim.base import SimBackend, check_joint_array
+from vlatwin.sim.types import Capabilities, JointCommand, SimModelInfo, SimParams, SimSnapshot, SimState
 
 
 def require_kit() -> None:
@@ -36,8 +36,17 @@ class SimBackendIsaac(SimBackend):
 
     name = "isaacsim"
 
-    def __init__(self, *, device: str | None = None, physics_dt: float | None = None, solver_iterations: int = 4, **_ignored):
+    def __init__(
+        self,
+        *,
+        device: str | None = None,
+        physics_dt: float | None = None,
+        solver_iterations: int = 4,
+        reset_joint_noise: float = 0.0,
+        **_ignored,
+    ):
         require_kit()
+        self._reset_joint_noise = float(reset_joint_noise)
         self._device = device
         self._physics_dt = physics_dt
         self._iterations = solver_iterations
@@ -46,7 +55,7 @@ class SimBackendIsaac(SimBackend):
 
     def load(self, stage_path: str | Path) -> SimModelInfo:
         from isaacsim.core.api import World
-        from isaacsim.core.prims import RigidPrim, SingleArticulation
+        from isaacsim.core.prims import Articulation, RigidPrim, SingleArticulation
         from isaacsim.core.utils.stage import get_current_stage, open_stage
         from pxr import UsdPhysics
 
@@ -67,6 +76,9 @@ class SimBackendIsaac(SimBackend):
         self.world = World(physics_dt=dt, rendering_dt=dt, stage_units_in_meters=1.0)
         self.robot = SingleArticulation(roots[0], name="vlatwin_robot")
         self.world.scene.add(self.robot)
+        # The articulation view carries the joint-space parameter API (gains, friction, armature).
+        self.view = Articulation(roots[0], name="vlatwin_robot_view")
+        self.world.scene.add(self.view)
         self.bodies = RigidPrim(bodies, name="vlatwin_bodies")
         self.world.scene.add(self.bodies)  # views get their physics handles on world.reset()
         self.world.reset()
@@ -91,22 +103,56 @@ class SimBackendIsaac(SimBackend):
 
     def reset(self, *, seed: int | None = None) -> SimState:
         self.world.reset()
-        self.robot.set_joint_positions(self._initial_q)
-        self._target = self._initial_q.copy()
+        q = self._initial_q.copy()
+        if seed is not None and self._reset_joint_noise > 0.0:
+            # Same draw as the Newton backend: one uniform number per commanded joint from the seed.
+            rng = np.random.default_rng(seed)
+            q = np.clip(
+                q + rng.uniform(-self._reset_joint_noise, self._reset_joint_noise, size=len(q)),
+                self._info.joint_lower,
+                self._info.joint_upper,
+            )
+        self.robot.set_joint_positions(q)
+        self.robot.set_joint_velocities(np.zeros_like(q))
+        self._target = q.copy()
+        self._target_qd = np.zeros_like(q)
+        self._effort = np.zeros_like(q)
+        self.set_joint_targets(q)
         self._steps = 0
         return self.get_state()
 
     def set_joint_targets(self, target_q) -> None:
-        from isaacsim.core.utils.types import ArticulationAction
-
-        target_q = np.asarray(target_q, dtype=np.float64)
+        target_q = check_joint_array(target_q, len(self._target), "JointCommand.target_q")
         keep = np.isnan(target_q)
         self._target[~keep] = np.clip(target_q, self._info.joint_lower, self._info.joint_upper)[~keep]
-        self.robot.apply_action(ArticulationAction(joint_positions=self._target))
+        self._apply_action()
 
-    def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> None:
-        if command is not None:
+    def _apply_action(self) -> None:
+        from isaacsim.core.utils.types import ArticulationAction
+
+        self.robot.apply_action(ArticulationAction(joint_positions=self._target, joint_velocities=self._target_qd))
+        self.robot.set_joint_efforts(self._effort)
+
+    def set_command(self, command: JointCommand) -> None:
+        n = len(self._target)
+        if command.target_qd is not None:
+            qd = check_joint_array(command.target_qd, n, "JointCommand.target_qd")
+            self._target_qd[~np.isnan(qd)] = qd[~np.isnan(qd)]
+        if command.effort is not None:
+            effort = check_joint_array(command.effort, n, "JointCommand.effort")
+            self._effort[~np.isnan(effort)] = effort[~np.isnan(effort)]
+        if command.target_q is not None:
             self.set_joint_targets(command.target_q)
+        else:
+            self._apply_action()
+
+    def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> SimState:
+        if command is not None:
+            self.set_command(command)
+        self.advance(num_steps)
+        return self.get_state()
+
+    def advance(self, num_steps: int = 1) -> None:
         for _ in range(num_steps):
             self.world.step(render=False)
         self._steps += num_steps
@@ -121,13 +167,80 @@ class SimBackendIsaac(SimBackend):
             joint_qd=np.asarray(self.robot.get_joint_velocities(), dtype=np.float64),
             body_pose_w=np.concatenate([np.asarray(positions), np.asarray(orientations)], axis=1).astype(np.float64),
             body_vel_w=np.asarray(velocities, dtype=np.float64),
+            # PhysX's joint-space forces the articulation's joints transmit (Isaac's "measured" efforts).
+            joint_effort=np.asarray(self.robot.get_measured_joint_efforts(), dtype=np.float64),
         )
 
     def set_joint_positions(self, q, *, hold: bool = True) -> None:
-        q = np.clip(np.asarray(q, dtype=np.float64), self._info.joint_lower, self._info.joint_upper)
+        self.set_joint_state(q, np.zeros(len(self._target)), hold=hold)
+
+    def set_joint_state(self, q, qd, *, hold: bool = True) -> None:
+        n = len(self._target)
+        q = np.clip(check_joint_array(q, n, "joint positions", allow_nan=False), self._info.joint_lower, self._info.joint_upper)
+        qd = check_joint_array(qd, n, "joint velocities", allow_nan=False)
         self.robot.set_joint_positions(q)
+        self.robot.set_joint_velocities(qd)
         if hold:
+            self._target_qd = qd.copy()
             self.set_joint_targets(q)
+
+    def get_params(self) -> SimParams:
+        view = self.view
+        stiffness, damping = view.get_gains()
+        return SimParams(
+            joint_damping=np.zeros(len(self._target)),  # PhysX joints have no separate passive damping
+            joint_friction=np.asarray(view.get_friction_coefficients(), dtype=np.float64).reshape(-1),
+            joint_armature=np.asarray(view.get_armatures(), dtype=np.float64).reshape(-1),
+            drive_stiffness=np.asarray(stiffness, dtype=np.float64).reshape(-1),
+            drive_damping=np.asarray(damping, dtype=np.float64).reshape(-1),
+            body_mass=np.asarray(self.bodies.get_masses(), dtype=np.float64).reshape(-1),
+            body_inertia=np.asarray(self.bodies.get_inertias(), dtype=np.float64).reshape(-1, 3, 3),
+        )
+
+    def set_params(self, params: SimParams) -> None:
+        view = self.view
+        if params.joint_damping is not None and np.any(np.asarray(params.joint_damping) != 0):
+            raise VlatwinError("SimParams.joint_damping: PhysX has no passive joint damping; fit drive_damping instead")
+        if params.drive_stiffness is not None or params.drive_damping is not None:
+            current = self.get_params()
+            kps = current.drive_stiffness if params.drive_stiffness is None else np.asarray(params.drive_stiffness)
+            kds = current.drive_damping if params.drive_damping is None else np.asarray(params.drive_damping)
+            view.set_gains(kps=kps[None], kds=kds[None])
+        if params.joint_friction is not None:
+            view.set_friction_coefficients(np.asarray(params.joint_friction)[None])
+        if params.joint_armature is not None:
+            view.set_armatures(np.asarray(params.joint_armature)[None])
+        if params.body_mass is not None:
+            self.bodies.set_masses(np.asarray(params.body_mass))
+        if params.body_inertia is not None:
+            self.bodies.set_inertias(np.asarray(params.body_inertia).reshape(-1, 9))
+
+    def snapshot(self) -> SimSnapshot:
+        state = self.get_state()
+        return SimSnapshot(
+            backend=self.name,
+            time=state.time,
+            step=state.step,
+            data={
+                "state": state,
+                "target": self._target.copy(),
+                "target_qd": self._target_qd.copy(),
+                "effort": self._effort.copy(),
+            },
+        )
+
+    def restore(self, snapshot: SimSnapshot) -> None:
+        if snapshot.backend != self.name:
+            raise VlatwinError(f"snapshot was taken on {snapshot.backend}, not {self.name}")
+        state = snapshot.data["state"]
+        self.robot.set_joint_positions(state.joint_q)
+        self.robot.set_joint_velocities(state.joint_qd)
+        self.bodies.set_world_poses(positions=state.body_pose_w[:, :3], orientations=state.body_pose_w[:, 3:])
+        self.bodies.set_velocities(state.body_vel_w)
+        self._target, self._target_qd = snapshot.data["target"].copy(), snapshot.data["target_qd"].copy()
+        self._effort = snapshot.data["effort"].copy()
+        self._apply_action()
+        self._steps = snapshot.step
 
     def set_body_pose(self, path: str, pose_w, *, zero_velocity: bool = True) -> None:
         index = self._info.body_index(path)

@@ -19,8 +19,10 @@ import numpy as np
 
 from vlatwin._deps import require
 from vlatwin.errors import StageError, VlatwinError
-from vlatwin.sim.base import SimBackend
-from vlatwin.sim.types import Capabilities, JointCommand, SimModelInfo, SimState
+from vlatwin.sim import newton_assets
+from vlatwin.sim.base import SimBackend, check_joint_array
+from vlatwin.sim.types import Capabilities, JointCommand, SimModelInfo, SimParams, SimSnapshot, SimState
+from vlatwin.utils.transforms import quat_wxyz_to_matrix
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +31,10 @@ DEFAULT_PHYSICS_DT = 1.0 / 600.0
 MAX_SANE_SPEED = 100.0
 #: Steps between checks of the contact buffer's fill level (one 4-byte read each).
 CONTACT_CHECK_STEPS = 16
+#: Joint speed [rad/s | m/s] over which Coulomb friction ramps from 0 to its full value (a smooth sign(),
+#: so a joint at rest is not pushed back and forth by a discontinuous force). Widened per joint where an
+#: explicit force this steep would reverse the joint's motion within one step (light distal links).
+FRICTION_VELOCITY = 0.01
 
 
 class SimulationDivergedError(VlatwinError):
@@ -109,6 +115,7 @@ class SimBackendNewton(SimBackend):
 
         wp, newton = self._wp, self._newton
         stage = open_stage(stage_path)
+        newton_assets.check_joint_loops(stage, stage_path)
         external = _preflight(stage, Path(stage_path), self._mesh_collision)
         physics_dt = self._physics_dt or _authored_dt(stage) or DEFAULT_PHYSICS_DT
 
@@ -116,7 +123,7 @@ class SimBackendNewton(SimBackend):
         try:
             builder.add_usd(
                 stage,
-                enable_self_collisions=False,
+                enable_self_collisions=newton_assets.SELF_COLLISIONS_WHEN_UNAUTHORED,
                 schema_resolvers=[newton.usd.SchemaResolverNewton(), newton.usd.SchemaResolverPhysx()],
                 ignore_paths=[path for path, _, _ in external] or None,
             )
@@ -128,6 +135,10 @@ class SimBackendNewton(SimBackend):
         if self._solver_name == "vbd":
             builder.color()  # VBD solves bodies in independent colour groups
         self.model = builder.finalize(device=self._device)
+        for label, q, lo, hi in newton_assets.clamp_initial_joint_positions(self.model, newton):
+            logger.warning("%s: initial position %.4g outside its limits [%.4g, %.4g]; starting at the limit", label, q, lo, hi)
+        if armature := newton_assets.armature_joints(self.model):
+            logger.warning("%d joints author armature (%s ...), which %s ignores", len(armature), armature[0], self._solver_name)
         self.state = self.model.state()
         self._next_state = self.model.state()
         self.control = self.model.control()
@@ -168,6 +179,7 @@ class SimBackendNewton(SimBackend):
             articulation_root=roots[0] if roots else "",
         )
 
+        self._setup_joint_io()
         # Initial state: joint coordinates from the stage (incl. state:*:physics:position), bodies by FK.
         newton.eval_fk(self.model, self.model.joint_q, self.model.joint_qd, self.state)
         self._initial = {
@@ -178,6 +190,10 @@ class SimBackendNewton(SimBackend):
         self._target_host = self._initial["target_q"].copy()
         self._graph = None
         self.reset()
+        newton_assets.check_start_overlaps(
+            self.model, self.state, newton, dt=self._dt, stage_path=stage_path,
+            pipeline=self._pipeline, contacts=self._contacts,
+        )
         if self._use_graph:
             self._capture()
         return self._info
@@ -214,8 +230,20 @@ class SimBackendNewton(SimBackend):
 
     def _simulate_one(self) -> None:
         self.state.clear_forces()
+        if self._passive_active:
+            # Passive damping/friction from the joint velocities at the start of the step (XPBD ignores them).
+            self._newton.eval_ik(self.model, self.state, self._ik_q, self._ik_qd)
+            self._wp.launch(
+                self._passive_kernel,
+                dim=len(self._cmd_qd_idx),
+                inputs=[self._ik_qd, self._dof_index, self._friction_dev, self._friction_v0_dev, self._effort_dev],
+                outputs=[self.control.joint_f],
+                device=self.model.device,
+            )
         self._pipeline.collide(self.state, self._contacts)
-        self._solver.step(self.state, self._next_state, self.control, self._contacts, self._dt)
+        self._solver.step(
+            self.state, self._next_state, self.control, self._contacts, self._dt, observables=self._observables
+        )
         # Copy back instead of swapping so one captured graph serves every step (fixed buffers).
         self._wp.copy(self.state.body_q, self._next_state.body_q)
         self._wp.copy(self.state.body_qd, self._next_state.body_qd)
@@ -230,6 +258,49 @@ class SimBackendNewton(SimBackend):
         with wp.ScopedCapture(device=self.model.device) as capture:
             self._simulate_one()
         self._graph = capture.graph
+
+    def _setup_joint_io(self) -> None:
+        """Buffers for reading joint state and for the joint-space parameters the seam exposes."""
+        wp, model = self._wp, self.model
+        device = model.device
+        self._ik_q = wp.zeros(model.joint_coord_count, dtype=float, device=device)
+        self._ik_qd = wp.zeros(model.joint_dof_count, dtype=float, device=device)
+        n = len(self._cmd_qd_idx)
+        self._dof_index = wp.array(self._cmd_qd_idx.astype(np.int32), dtype=wp.int32, device=device)
+        self._friction_dev = wp.zeros(n, dtype=float, device=device)
+        self._friction_v0_dev = wp.full(n, FRICTION_VELOCITY, dtype=float, device=device)
+        self._effort_dev = wp.zeros(n, dtype=float, device=device)
+        self._passive_kernel = None
+        self._passive_active = False
+        self._target_qd_host = np.zeros(model.joint_dof_count, dtype=np.float32)
+        self._effort_host = np.zeros(n, dtype=np.float64)
+        self._qd_scale = np.ones(n)
+        self._effort_limit = model.joint_effort_limit.numpy()[self._cmd_qd_idx].astype(np.float64)
+        # Authored inertial properties: armature is added on top of them (see set_params).
+        self._mass0 = model.body_mass.numpy().astype(np.float64).copy()
+        self._body_com = model.body_com.numpy().astype(np.float64).copy()
+        self._inertia0 = model.body_inertia.numpy().astype(np.float64).copy()
+        self._armature = np.zeros(n)
+        self._joint_damping = np.zeros(n)
+        self._joint_friction = np.zeros(n)
+        # Armature acts about the joint axis of the child body: that axis in the child's body frame.
+        joint_X_c = model.joint_X_c.numpy()
+        axes = model.joint_axis.numpy()
+        self._cmd_child = model.joint_child.numpy()[self._cmd_joints]
+        self._cmd_axis_b = np.zeros((n, 3))
+        for i, (j, dof) in enumerate(zip(self._cmd_joints, self._cmd_qd_idx)):
+            x, y, z, w = joint_X_c[j][3:7]
+            self._cmd_axis_b[i] = quat_wxyz_to_matrix([w, x, y, z]) @ axes[dof]
+        joint_type = model.joint_type.numpy()[self._cmd_joints]
+        self._cmd_revolute = joint_type == int(self._newton.JointType.REVOLUTE)
+        self._drive_kd0 = model.joint_target_kd.numpy()[self._cmd_qd_idx].astype(np.float64)
+        self._cmd_X_c = joint_X_c[self._cmd_joints].astype(np.float64)
+        # The measured joint effort is the axial part of the wrench each joint transmits to its child
+        # (XPBD's BODY_PARENT_F observable); solvers without it fall back to the drive law.
+        self._observables = None
+        kind = "body_parent_f"
+        if kind in getattr(self._solver, "SUPPORTED_OBSERVABLES", ()):
+            self._observables = self._solver.observables({kind})
 
     # ------------------------------------------------------------ stepping
     def reset(self, *, seed: int | None = None) -> SimState:
@@ -250,14 +321,22 @@ class SimBackendNewton(SimBackend):
         self._next_state.body_qd.assign(self.state.body_qd)
         self._target_host[:] = self._initial["target_q"]
         self.control.joint_target_q.assign(self._target_host)
+        self._target_qd_host[:] = 0.0
+        self._write_target_qd()
+        self._effort_host[:] = 0.0
+        self._write_efforts()
         self._time = 0.0
         self._steps = 0
         return self.get_state()
 
-    def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> None:
-        self._require_loaded()
+    def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> SimState:
         if command is not None:
-            self.set_joint_targets(command.target_q)
+            self.set_command(command)
+        self.advance(num_steps)
+        return self.get_state()
+
+    def advance(self, num_steps: int = 1) -> None:
+        self._require_loaded()
         done = 0
         while done < num_steps:
             # Steps run in short chunks; a chunk that filled the contact buffer (contacts were dropped)
@@ -275,11 +354,33 @@ class SimBackendNewton(SimBackend):
         self._time = self._steps * self._dt
         self._check_finite()
 
+    def set_command(self, command: JointCommand) -> None:
+        self._require_loaded()
+        n = len(self._cmd_q_idx)
+        if command.target_q is not None:
+            self.set_joint_targets(command.target_q)
+        if command.target_qd is not None:
+            target_qd = check_joint_array(command.target_qd, n, "JointCommand.target_qd")
+            keep = np.isnan(target_qd)
+            self._target_qd_host[self._cmd_qd_idx[~keep]] = target_qd[~keep]
+            self._write_target_qd()
+        if command.effort is not None:
+            effort = check_joint_array(command.effort, n, "JointCommand.effort")
+            keep = np.isnan(effort)
+            self._effort_host[~keep] = effort[~keep]
+            self._write_efforts()
+
+    def _write_efforts(self) -> None:
+        if self._passive_active:
+            self._effort_dev.assign(self._effort_host.astype(np.float32))
+        else:
+            joint_f = np.zeros(self.model.joint_dof_count, dtype=np.float32)
+            joint_f[self._cmd_qd_idx] = self._effort_host
+            self.control.joint_f.assign(joint_f)
+
     def set_joint_targets(self, target_q) -> None:
         """Write drive targets (J,) [rad | m]; NaN keeps a joint's current target."""
-        target_q = np.asarray(target_q, dtype=np.float64)
-        if target_q.shape != (len(self._cmd_q_idx),):
-            raise ValueError(f"expected {len(self._cmd_q_idx)} joint targets, got shape {target_q.shape}")
+        target_q = check_joint_array(target_q, len(self._cmd_q_idx), "JointCommand.target_q")
         keep = np.isnan(target_q)
         clipped = np.clip(target_q, self._info.joint_lower, self._info.joint_upper)
         self._target_host[self._cmd_q_idx[~keep]] = clipped[~keep]
@@ -299,47 +400,259 @@ class SimBackendNewton(SimBackend):
     # -------------------------------------------------------------- access
     def get_state(self) -> SimState:
         self._require_loaded()
-        wp, newton = self._wp, self._newton
-        joint_q = wp.zeros(self.model.joint_coord_count, dtype=float, device=self.model.device)
-        joint_qd = wp.zeros(self.model.joint_dof_count, dtype=float, device=self.model.device)
-        newton.eval_ik(self.model, self.state, joint_q, joint_qd)
+        self._newton.eval_ik(self.model, self.state, self._ik_q, self._ik_qd)
         body_q = self.state.body_q.numpy()
         body_qd = self.state.body_qd.numpy()
         # Newton stores (px, py, pz, qx, qy, qz, qw); the seam uses (w, x, y, z).
         pose = np.concatenate([body_q[:, :3], body_q[:, 6:7], body_q[:, 3:6]], axis=1).astype(np.float64)
+        q = self._ik_q.numpy()[self._cmd_q_idx].astype(np.float64)
+        qd = self._ik_qd.numpy()[self._cmd_qd_idx].astype(np.float64)
         return SimState(
             time=self._time,
             step=self._steps,
-            joint_q=joint_q.numpy()[self._cmd_q_idx].astype(np.float64),
-            joint_qd=joint_qd.numpy()[self._cmd_qd_idx].astype(np.float64),
+            joint_q=q,
+            joint_qd=qd,
             body_pose_w=pose,
             body_vel_w=body_qd.astype(np.float64).copy(),
+            joint_effort=self._measured_effort(body_q) if self._observables is not None else self._drive_effort(q, qd),
         )
+
+    def _measured_effort(self, body_q: np.ndarray) -> np.ndarray:
+        """Axial torque [N*m] (revolute) or force [N] (prismatic) each commanded joint transmitted in the last step."""
+        wrench = self._observables.body_parent_f.numpy()[self._cmd_child].astype(np.float64)
+        force_w, torque_w = wrench[:, :3], wrench[:, 3:]
+        child_q = body_q[self._cmd_child].astype(np.float64)
+        effort = np.zeros(len(self._cmd_child))
+        com_b = self._body_com[self._cmd_child]
+        for i in range(len(effort)):
+            R = quat_wxyz_to_matrix([child_q[i, 6], *child_q[i, 3:6]])
+            axis_w = R @ self._cmd_axis_b[i]
+            if self._cmd_revolute[i]:
+                # The wrench is referenced to the child's COM; take its moment about the joint anchor.
+                anchor_w = child_q[i, :3] + R @ self._cmd_X_c[i, :3]
+                com_w = child_q[i, :3] + R @ com_b[i]
+                effort[i] = axis_w @ (torque_w[i] + np.cross(com_w - anchor_w, force_w[i]))
+            else:
+                effort[i] = axis_w @ force_w[i]
+        return effort
+
+    def _drive_effort(self, q: np.ndarray, qd: np.ndarray) -> np.ndarray:
+        """What the actuators apply: the drive law at this state plus feed-forward, within the effort limits.
+
+        XPBD enforces drives as compliant constraints and reports no joint torques, so this is the
+        torque a motor-current sensor would read for the commanded PD law (passive damping and friction
+        are losses in the joint, not actuator output).
+        """
+        ke = self.model.joint_target_ke.numpy()[self._cmd_qd_idx].astype(np.float64)
+        kd = self.model.joint_target_kd.numpy()[self._cmd_qd_idx].astype(np.float64)
+        target_q = self._target_host[self._cmd_q_idx].astype(np.float64)
+        target_qd = self._target_qd_host[self._cmd_qd_idx].astype(np.float64)
+        effort = ke * (target_q - q) + kd * (target_qd - qd) + self._effort_host
+        return np.clip(effort, -self._effort_limit, self._effort_limit)
 
     def set_joint_positions(self, q, *, hold: bool = True) -> None:
         self._require_loaded()
-        q = np.asarray(q, dtype=np.float64)
-        if q.shape != (len(self._cmd_q_idx),) or not np.all(np.isfinite(q)):
-            raise ValueError(f"expected {len(self._cmd_q_idx)} finite joint positions, got {q.shape}")
+        q = check_joint_array(q, len(self._cmd_q_idx), "joint positions", allow_nan=False)
+        self._teleport_joints(q, None, hold=hold)
+
+    def set_joint_state(self, q, qd, *, hold: bool = True) -> None:
+        self._require_loaded()
+        n = len(self._cmd_q_idx)
+        q = check_joint_array(q, n, "joint positions", allow_nan=False)
+        qd = check_joint_array(qd, n, "joint velocities", allow_nan=False)
+        self._teleport_joints(q, qd, hold=hold)
+        if hold:
+            self._target_qd_host[self._cmd_qd_idx] = qd
+            self._write_target_qd()
+
+    def _teleport_joints(self, q: np.ndarray, qd: np.ndarray | None, *, hold: bool) -> None:
         q = np.clip(q, self._info.joint_lower, self._info.joint_upper)
         wp, newton = self._wp, self._newton
         # Articulated bodies follow the new coordinates by FK; free bodies keep their current poses.
-        joint_q = wp.zeros(self.model.joint_coord_count, dtype=float, device=self.model.device)
-        joint_qd = wp.zeros(self.model.joint_dof_count, dtype=float, device=self.model.device)
-        newton.eval_ik(self.model, self.state, joint_q, joint_qd)
-        full_q = joint_q.numpy()
+        newton.eval_ik(self.model, self.state, self._ik_q, self._ik_qd)
+        full_q = self._ik_q.numpy().copy()
         full_q[self._cmd_q_idx] = q
-        qd = np.zeros(self.model.joint_dof_count, dtype=np.float32)
+        if qd is None:
+            full_qd = np.zeros(self.model.joint_dof_count, dtype=np.float32)
+        else:
+            full_qd = self._ik_qd.numpy().copy()
+            full_qd[self._cmd_qd_idx] = qd
         newton.eval_fk(
             self.model,
             wp.array(full_q, dtype=float, device=self.model.device),
-            wp.array(qd, dtype=float, device=self.model.device),
+            wp.array(full_qd, dtype=float, device=self.model.device),
             self.state,
         )
         self._next_state.body_q.assign(self.state.body_q)
         self._next_state.body_qd.assign(self.state.body_qd)
         if hold:
             self.set_joint_targets(q)
+
+    # ---------------------------------------------------------- parameters
+    def get_params(self) -> SimParams:
+        self._require_loaded()
+        model = self.model
+        return SimParams(
+            joint_damping=self._joint_damping.copy(),
+            joint_friction=self._joint_friction.copy(),
+            joint_armature=self._armature.copy(),
+            drive_stiffness=model.joint_target_ke.numpy()[self._cmd_qd_idx].astype(np.float64),
+            drive_damping=self._drive_kd0.copy(),
+            body_mass=self._mass0.copy(),
+            body_inertia=self._inertia0.copy(),
+        )
+
+    def set_params(self, params: SimParams) -> None:
+        """Apply parameters to the running model (the captured step graph keeps working: arrays change in place).
+
+        How XPBD gets each one: drive gains natively; mass and inertia through the solver's inertial
+        refresh (``notify_model_changed``); passive damping and Coulomb friction as a joint force computed
+        each step from the joint velocity (XPBD ignores ``Model.joint_damping``/``joint_friction``);
+        armature as extra inertia of the child body about the joint axis (prismatic: extra mass), which
+        is exact for the last joint of a chain and an approximation for the others.
+        """
+        self._require_loaded()
+        n, b = len(self._cmd_qd_idx), self.model.body_count
+        model = self.model
+
+        def joint_field(name):
+            value = getattr(params, name)
+            if value is None:
+                return None
+            value = check_joint_array(value, n, f"SimParams.{name}", allow_nan=False)
+            if np.any(value < 0):
+                raise VlatwinError(f"SimParams.{name}: values must be >= 0, got {value.tolist()}")
+            return value
+
+        damping, friction, armature = (joint_field(f) for f in ("joint_damping", "joint_friction", "joint_armature"))
+        ke, kd = joint_field("drive_stiffness"), joint_field("drive_damping")
+        mass = None if params.body_mass is None else np.asarray(params.body_mass, dtype=np.float64)
+        inertia = None if params.body_inertia is None else np.asarray(params.body_inertia, dtype=np.float64)
+        if mass is not None and (mass.shape != (b,) or not np.all(np.isfinite(mass)) or np.any(mass < 0)):
+            raise VlatwinError(f"SimParams.body_mass: expected {b} finite masses >= 0 [kg], got shape {mass.shape}")
+        if inertia is not None and (inertia.shape != (b, 3, 3) or not np.all(np.isfinite(inertia))):
+            raise VlatwinError(f"SimParams.body_inertia: expected ({b}, 3, 3) finite inertia tensors, got shape {inertia.shape}")
+        if ke is not None:
+            full = model.joint_target_ke.numpy().copy()
+            full[self._cmd_qd_idx] = ke
+            model.joint_target_ke.assign(full)
+        if kd is not None:
+            self._drive_kd0 = kd
+        if damping is not None:
+            self._joint_damping = damping
+        if damping is not None or kd is not None:
+            self._write_damping()
+        if friction is not None:
+            self._joint_friction = friction
+            self._set_passive(bool(np.any(self._joint_friction > 0)))
+        if mass is not None or inertia is not None or armature is not None:
+            if mass is not None:
+                self._mass0 = mass.copy()
+            if inertia is not None:
+                self._inertia0 = inertia.copy()
+            if armature is not None:
+                self._armature = armature
+            self._write_inertia()
+
+    def _write_damping(self) -> None:
+        """Passive damping c joins the drive's damping term, which XPBD integrates implicitly (stable for any c):
+        kd (tqd - qd) - c qd = (kd + c) (kd tqd / (kd + c) - qd), so the velocity target is rescaled to match."""
+        kd_total = self._drive_kd0 + self._joint_damping
+        full = self.model.joint_target_kd.numpy().copy()
+        full[self._cmd_qd_idx] = kd_total
+        self.model.joint_target_kd.assign(full)
+        self._qd_scale = np.where(kd_total > 0, self._drive_kd0 / np.where(kd_total > 0, kd_total, 1.0), 1.0)
+        self._write_target_qd()
+
+    def _write_target_qd(self) -> None:
+        scaled = self._target_qd_host.copy()
+        scaled[self._cmd_qd_idx] *= self._qd_scale
+        self.control.joint_target_qd.assign(scaled)
+
+    def _set_passive(self, active: bool) -> None:
+        self._friction_dev.assign(self._joint_friction.astype(np.float32))
+        # Widest band needed so friction alone cannot reverse the child body's spin within one step.
+        inertia = self.model.body_inertia.numpy().astype(np.float64)[self._cmd_child]
+        mass = self.model.body_mass.numpy().astype(np.float64)[self._cmd_child]
+        effective = np.where(
+            self._cmd_revolute, np.einsum("ni,nij,nj->n", self._cmd_axis_b, inertia, self._cmd_axis_b), mass
+        )
+        v0 = np.maximum(FRICTION_VELOCITY, 2.0 * self._joint_friction * self._dt / np.maximum(effective, 1e-9))
+        self._friction_v0_dev.assign(v0.astype(np.float32))
+        if active != self._passive_active:
+            if active and self._passive_kernel is None:
+                from vlatwin.sim.newton_kernels import passive_joint_forces
+
+                self._passive_kernel = passive_joint_forces
+            self._passive_active = active
+            if not active:
+                self._write_efforts()
+            if self._graph is not None:
+                self._capture()  # the step gains (or loses) the passive-force kernels
+        if active:
+            self._write_efforts()
+
+    def _write_inertia(self) -> None:
+        mass = self._mass0.copy()
+        inertia = self._inertia0.copy()
+        for i, body in enumerate(self._cmd_child):
+            if self._armature[i] <= 0:
+                continue
+            if self._cmd_revolute[i]:
+                axis = self._cmd_axis_b[i]
+                inertia[body] += self._armature[i] * np.outer(axis, axis)
+            else:
+                mass[body] += self._armature[i]
+        inv_mass = np.where(mass > 0, 1.0 / np.where(mass > 0, mass, 1.0), 0.0)
+        inv_inertia = np.zeros_like(inertia)
+        for i in range(len(inertia)):
+            if mass[i] > 0 and abs(np.linalg.det(inertia[i])) > 1e-30:
+                inv_inertia[i] = np.linalg.inv(inertia[i])
+        model = self.model
+        model.body_mass.assign(mass.astype(np.float32))
+        model.body_inv_mass.assign(inv_mass.astype(np.float32))
+        model.body_inertia.assign(inertia.astype(np.float32))
+        model.body_inv_inertia.assign(inv_inertia.astype(np.float32))
+        self._solver.notify_model_changed(self._newton.ModelFlags.BODY_INERTIAL_PROPERTIES)
+
+    # ----------------------------------------------------------- snapshots
+    def snapshot(self) -> SimSnapshot:
+        self._require_loaded()
+        return SimSnapshot(
+            backend=self.name,
+            time=self._time,
+            step=self._steps,
+            data={
+                "stage": self._info.stage_path,
+                "body_q": self.state.body_q.numpy().copy(),
+                "body_qd": self.state.body_qd.numpy().copy(),
+                "target_q": self._target_host.copy(),
+                "target_qd": self._target_qd_host.copy(),
+                "effort": self._effort_host.copy(),
+            },
+        )
+
+    def restore(self, snapshot: SimSnapshot) -> None:
+        self._require_loaded()
+        if snapshot.backend != self.name or snapshot.data.get("stage") != self._info.stage_path:
+            raise VlatwinError(
+                f"snapshot was taken on {snapshot.backend} with {snapshot.data.get('stage')}; this backend is "
+                f"{self.name} with {self._info.stage_path}"
+            )
+        data = snapshot.data
+        for state in (self.state, self._next_state):
+            state.body_q.assign(data["body_q"])
+            state.body_qd.assign(data["body_qd"])
+        self._target_host[:] = data["target_q"]
+        self.control.joint_target_q.assign(self._target_host)
+        self._target_qd_host[:] = data["target_qd"]
+        self._write_target_qd()
+        self._effort_host[:] = data["effort"]
+        self._write_efforts()
+        self._time, self._steps = snapshot.time, snapshot.step
+
+    def refit_render_scene(self) -> None:
+        self.model.bvh_refit_shapes(self.state)
 
     def set_body_pose(self, path: str, pose_w, *, zero_velocity: bool = True) -> None:
         self._require_loaded()
@@ -445,7 +758,9 @@ def _preflight(stage, stage_path: Path, mesh_collision: str) -> list[tuple[str, 
             if file_path is None or not file_path.is_file():
                 raise StageError(f"{stage_path}: {prim.GetPath()}: robot file {asset.path if asset else '?'} not found")
             external.append((str(prim.GetPath()), str(source.Get()), file_path))
-        if prim.IsA(UsdGeom.Mesh) and prim.HasAPI(UsdPhysics.CollisionAPI):
+        # Only meshes on moving bodies need a convex stand-in: static triangle meshes collide fine on the CPU
+        # path (measured: a box rests on a static bin's inner floor), and a hull would fill a bin or shelf.
+        if prim.IsA(UsdGeom.Mesh) and prim.HasAPI(UsdPhysics.CollisionAPI) and _on_rigid_body(prim, UsdPhysics):
             approx = ""
             if prim.HasAPI(UsdPhysics.MeshCollisionAPI):
                 approx = UsdPhysics.MeshCollisionAPI(prim).GetApproximationAttr().Get() or ""
@@ -469,6 +784,16 @@ def _preflight(stage, stage_path: Path, mesh_collision: str) -> list[tuple[str, 
             "so the robot is simulated as one articulation"
         )
     return external
+
+
+def _on_rigid_body(prim, UsdPhysics) -> bool:
+    """Whether ``prim`` moves with a rigid body (itself or an ancestor carries an enabled RigidBodyAPI)."""
+    while prim and prim.IsValid() and not prim.IsPseudoRoot():
+        if prim.HasAPI(UsdPhysics.RigidBodyAPI):
+            enabled = prim.GetAttribute("physics:rigidBodyEnabled").Get()
+            return enabled is not False
+        prim = prim.GetParent()
+    return False
 
 
 class _session_edit:

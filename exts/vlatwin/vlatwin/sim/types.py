@@ -75,6 +75,8 @@ class SimState:
     """Body poses (B, 7): position [m] then quaternion (w, x, y, z)."""
     body_vel_w: np.ndarray
     """Body velocities (B, 6): linear [m/s] then angular [rad/s], world frame."""
+    joint_effort: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    """Measured joint efforts (J,) [N*m | N]: what the drives apply (see the backend for how it is measured)."""
 
     def body_position_w(self, info: SimModelInfo, path: str) -> np.ndarray:
         """Position [m] of the body at prim ``path``."""
@@ -83,7 +85,62 @@ class SimState:
 
 @dataclass(kw_only=True)
 class JointCommand:
-    """Joint position targets for the drives."""
+    """What the joint drives are asked to do until the next command (PD drive + feed-forward).
 
-    target_q: np.ndarray
-    """Targets (J,) [rad | m] in :attr:`SimModelInfo.joint_names` order; NaN leaves a joint's target unchanged."""
+    Each drive applies ``ke * (target_q - q) + kd * (target_qd - qd) + effort``, clipped to its effort
+    limit. All arrays are (J,) in :attr:`SimModelInfo.joint_names` order; NaN in an entry (or None for a
+    whole array) leaves that joint's current value unchanged.
+    """
+
+    target_q: np.ndarray | None = None
+    """Position targets [rad | m]."""
+    target_qd: np.ndarray | None = None
+    """Velocity targets [rad/s | m/s] (the damping term drives towards them)."""
+    effort: np.ndarray | None = None
+    """Feed-forward efforts [N*m | N] added to the drive output."""
+
+
+@dataclass(kw_only=True)
+class SimParams:
+    """Physical parameters system identification fits; any field left None is not changed by ``set_params``.
+
+    Joint arrays are (J,) in :attr:`SimModelInfo.joint_names` order; body arrays are (B,) in
+    :attr:`SimModelInfo.body_paths` order. Units are per joint type: revolute [N*m, rad], prismatic [N, m].
+    """
+
+    joint_damping: np.ndarray | None = None
+    """Passive viscous damping [N*m*s/rad | N*s/m], always active (not part of the drive)."""
+    joint_friction: np.ndarray | None = None
+    """Coulomb friction [N*m | N] (smoothed over a small velocity band, see the backend)."""
+    joint_armature: np.ndarray | None = None
+    """Rotor/reflected inertia added to the joint [kg*m^2 | kg]."""
+    drive_stiffness: np.ndarray | None = None
+    """Position gain ke [N*m/rad | N/m] (USD authors it per degree; here per radian)."""
+    drive_damping: np.ndarray | None = None
+    """Velocity gain kd [N*m*s/rad | N*s/m]."""
+    body_mass: np.ndarray | None = None
+    """[kg]"""
+    body_inertia: np.ndarray | None = None
+    """(B, 3, 3) inertia about the centre of mass in the body frame [kg*m^2]."""
+
+    FIELDS = (
+        "joint_damping", "joint_friction", "joint_armature", "drive_stiffness", "drive_damping", "body_mass", "body_inertia",
+    )
+
+    def copy(self) -> SimParams:
+        return SimParams(**{f: None if getattr(self, f) is None else np.array(getattr(self, f), dtype=np.float64) for f in self.FIELDS})
+
+
+@dataclass(frozen=True)
+class SimSnapshot:
+    """An opaque copy of everything that evolves while stepping (state, commands, clock).
+
+    Restoring it and stepping with the same commands reproduces the same states bit for bit, so a twin
+    can roll out a "what if" and come back. Model parameters are not part of it (see :class:`SimParams`).
+    """
+
+    backend: str
+    time: float
+    """[s]"""
+    step: int
+    data: dict = field(default_factory=dict, repr=False)

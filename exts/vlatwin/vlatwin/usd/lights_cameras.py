@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vlatwin.usd.stage import set_local_pose
+from vlatwin.usd.stage import round_authored, set_local_pose
 from vlatwin.utils.transforms import look_at_matrix, rpy_deg_to_matrix
 
 LIGHTS_PATH = "/World/Lights"
@@ -47,9 +47,9 @@ def spawn_camera(stage, cfg):
 
     camera = UsdGeom.Camera.Define(stage, f"{CAMERAS_PATH}/{cfg.name}")
     camera.CreateProjectionAttr(UsdGeom.Tokens.perspective)
-    camera.CreateFocalLengthAttr(float(cfg.focal_length_mm))
+    camera.CreateFocalLengthAttr(round_authored(cfg.focal_length_mm))
     camera.CreateHorizontalApertureAttr(float(cfg.horizontal_aperture))
-    camera.CreateVerticalApertureAttr(float(cfg.vertical_aperture))
+    camera.CreateVerticalApertureAttr(round_authored(cfg.vertical_aperture))
     camera.CreateClippingRangeAttr(Gf.Vec2f(*map(float, cfg.clipping_range)))
     rot = look_at_matrix(cfg.position, cfg.look_at, cfg.up)
     set_local_pose(camera, pos=cfg.position, rot=rot)
@@ -58,6 +58,10 @@ def spawn_camera(stage, cfg):
     from pxr import Sdf
 
     prim.CreateAttribute("vlatwin:resolution", Sdf.ValueTypeNames.Int2, custom=True).Set(Gf.Vec2i(*cfg.resolution))
+    # The aim the config gave (the transform alone cannot tell how far away the subject is): orbit and
+    # look-at randomization pivot about it. Readers ignore it once an edit rotates the camera.
+    prim.CreateAttribute("vlatwin:lookAt", Sdf.ValueTypeNames.Double3, custom=True).Set(Gf.Vec3d(*map(float, cfg.look_at)))
+    prim.CreateAttribute("vlatwin:up", Sdf.ValueTypeNames.Double3, custom=True).Set(Gf.Vec3d(*map(float, cfg.up)))
     return prim
 
 
@@ -85,6 +89,15 @@ def spawn_lidar(stage, cfg):
         prim.CreateAttribute("vlatwin:isaacConfig", Sdf.ValueTypeNames.String, custom=True).Set(profile.isaac_config)
     if profile.isaac_variant:
         prim.CreateAttribute("vlatwin:isaacVariant", Sdf.ValueTypeNames.String, custom=True).Set(profile.isaac_variant)
+    if isinstance(cfg.profile, dict):
+        # An inline profile has no name to look up: keep all of it on the prim.
+        import json
+
+        prim.CreateAttribute("vlatwin:lidarProfileJson", Sdf.ValueTypeNames.String, custom=True).Set(
+            json.dumps(cfg.profile, sort_keys=True)
+        )
+    prim.CreateAttribute("vlatwin:lidarBlocks", Sdf.ValueTypeNames.Int, custom=True).Set(int(cfg.blocks))
+    prim.CreateAttribute("vlatwin:lidarNoise", Sdf.ValueTypeNames.Bool, custom=True).Set(bool(cfg.noise))
     if cfg.parent:
         prim.CreateRelationship("vlatwin:lidarParent", custom=True).SetTargets([Sdf.Path(cfg.parent)])
     return prim

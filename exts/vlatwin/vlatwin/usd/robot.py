@@ -14,7 +14,7 @@ import numpy as np
 
 from vlatwin.usd.materials import bind_material, define_material
 from vlatwin.usd.shapes import spawn_gprim
-from vlatwin.usd.stage import gf_quatf, set_local_pose
+from vlatwin.usd.stage import gf_quatf, round_authored, set_local_pose
 from vlatwin.utils.transforms import quat_wxyz_to_matrix
 
 DEG_PER_RAD = 180.0 / math.pi
@@ -48,7 +48,7 @@ def author_robot(stage, path: str, robot, *, base_pos_w=(0.0, 0.0, 0.0), base_ro
         frame = frames[link.name]
         set_local_pose(body, pos=frame[:3, 3], rot=frame[:3, :3])
         UsdPhysics.RigidBodyAPI.Apply(body.GetPrim())
-        UsdPhysics.MassAPI.Apply(body.GetPrim()).CreateMassAttr(float(link.mass))
+        UsdPhysics.MassAPI.Apply(body.GetPrim()).CreateMassAttr(round_authored(link.mass))
         for i, shape in enumerate(link.shapes):
             gprim = spawn_gprim(
                 stage,
@@ -66,7 +66,7 @@ def author_robot(stage, path: str, robot, *, base_pos_w=(0.0, 0.0, 0.0), base_ro
     UsdGeom.Scope.Define(stage, f"{path}/joints")
     base = UsdPhysics.FixedJoint.Define(stage, f"{path}/joints/base_fixed")
     base.CreateBody1Rel().SetTargets([link_paths[robot.links[0].name]])
-    base.CreateLocalPos0Attr(Gf.Vec3f(*map(float, base_pos_w)))
+    base.CreateLocalPos0Attr(Gf.Vec3f(*round_authored(base_pos_w)))
     base.CreateLocalRot0Attr(gf_quatf(base_rot_w))
     base.CreateLocalPos1Attr(Gf.Vec3f(0.0, 0.0, 0.0))
     base.CreateLocalRot1Attr(Gf.Quatf(1.0, 0.0, 0.0, 0.0))
@@ -78,25 +78,25 @@ def author_robot(stage, path: str, robot, *, base_pos_w=(0.0, 0.0, 0.0), base_ro
         usd_joint.CreateAxisAttr(joint.axis)
         usd_joint.CreateBody0Rel().SetTargets([link_paths[joint.parent]])
         usd_joint.CreateBody1Rel().SetTargets([link_paths[joint.child]])
-        usd_joint.CreateLocalPos0Attr(Gf.Vec3f(*map(float, joint.parent_tf[:3, 3])))
+        usd_joint.CreateLocalPos0Attr(Gf.Vec3f(*round_authored(joint.parent_tf[:3, 3])))
         usd_joint.CreateLocalRot0Attr(gf_quatf(joint.parent_tf[:3, :3]))
         usd_joint.CreateLocalPos1Attr(Gf.Vec3f(0.0, 0.0, 0.0))
         usd_joint.CreateLocalRot1Attr(Gf.Quatf(1.0, 0.0, 0.0, 0.0))
         to_usd = DEG_PER_RAD if angular else 1.0
-        usd_joint.CreateLowerLimitAttr(float(joint.lower * to_usd))
-        usd_joint.CreateUpperLimitAttr(float(joint.upper * to_usd))
+        usd_joint.CreateLowerLimitAttr(round_authored(joint.lower * to_usd))
+        usd_joint.CreateUpperLimitAttr(round_authored(joint.upper * to_usd))
         drive_name = "angular" if angular else "linear"
         drive = UsdPhysics.DriveAPI.Apply(usd_joint.GetPrim(), drive_name)
         drive.CreateTypeAttr("force")
         # Per-degree gains: stiffness [N*m/deg] = [N*m/rad] * pi/180.
-        drive.CreateStiffnessAttr(float(joint.stiffness / to_usd))
-        drive.CreateDampingAttr(float(joint.damping / to_usd))
-        drive.CreateMaxForceAttr(float(joint.max_effort))
-        drive.CreateTargetPositionAttr(float(joint.home * to_usd))
+        drive.CreateStiffnessAttr(round_authored(joint.stiffness / to_usd))
+        drive.CreateDampingAttr(round_authored(joint.damping / to_usd))
+        drive.CreateMaxForceAttr(round_authored(joint.max_effort))
+        drive.CreateTargetPositionAttr(round_authored(joint.home * to_usd))
         # Initial joint position (PhysX JointStateAPI attribute name; Newton's importer reads it too).
         usd_joint.GetPrim().CreateAttribute(
             f"state:{drive_name}:physics:position", Sdf.ValueTypeNames.Float, custom=True
-        ).Set(float(joint.home * to_usd))
+        ).Set(round_authored(joint.home * to_usd))
 
     # Links of one robot never collide with each other (PhysX only filters jointed pairs by default).
     group_path = f"{path}/self_collision_group"
@@ -105,36 +105,112 @@ def author_robot(stage, path: str, robot, *, base_pos_w=(0.0, 0.0, 0.0), base_ro
     group.CreateFilteredGroupsRel().AddTarget(Sdf.Path(group_path))
 
 
-def reference_robot(stage, path: str, asset_path: str, *, base_pos_w, base_rot_w: np.ndarray) -> None:
-    """Reference an external USD robot (its default prim) at ``path`` with the given base pose."""
-    from pxr import UsdGeom
+def reference_robot(
+    stage, path: str, asset_path: str, *, base_pos_w, base_rot_w: np.ndarray, asset_file=None
+) -> None:
+    """Reference an external USD robot at ``path``, placed on top of the asset's own root transform.
 
-    from pxr import Gf, UsdPhysics
+    The referenced prim is the asset's default prim or, when it has none, its only root prim that
+    holds an articulation. The placement (``base_pos_w`` [m], ``base_rot_w`` 3x3) is composed with the
+    transform the asset authors on that prim, so an asset whose root stands 1 m up stands 1 m above
+    the placement (a Y-up asset is turned Z-up first). Joints that tie a body to the world (one body
+    target empty) get their world-side frame moved with the placement, so a welded base stays where
+    the asset has it relative to the robot.
+
+    Args:
+        asset_path: the path written into the reference (relative to the saved stage's folder).
+        asset_file: the asset on disk, read to compose the pose (default: ``asset_path`` as given).
+    """
+    from pxr import Gf, Usd, UsdGeom, UsdPhysics
+
+    from vlatwin.errors import ConfigError
+    from vlatwin.utils.transforms import rot_x
+
+    where = f"scene.robot.path: {asset_file or asset_path}"
+    asset = Usd.Stage.Open(str(asset_file or asset_path))
+    if asset is None:
+        raise ConfigError(f"{where}: not a readable USD file")
+    # Units cannot be fixed by a transform: masses, gains and limits would stay in the asset's units.
+    for key, ours, theirs in (
+        ("metersPerUnit", UsdGeom.GetStageMetersPerUnit(stage), UsdGeom.GetStageMetersPerUnit(asset)),
+        ("kilogramsPerUnit", UsdPhysics.GetStageKilogramsPerUnit(stage), UsdPhysics.GetStageKilogramsPerUnit(asset)),
+    ):
+        if asset.HasAuthoredMetadata(key) and not math.isclose(ours, theirs, rel_tol=1e-6):
+            raise ConfigError(
+                f"{where}: authored with {key} = {theirs:g}, the scene uses {ours:g}; physics values (masses, "
+                "gains, limits) do not scale with a transform, so convert the asset to meters and kilograms"
+            )
+    root = asset.GetDefaultPrim()
+    if not root:
+        candidates = [
+            p for p in asset.GetPseudoRoot().GetChildren()
+            if any(q.HasAPI(UsdPhysics.ArticulationRootAPI) for q in Usd.PrimRange(p))
+        ]
+        if len(candidates) != 1:
+            found = ", ".join(str(p.GetPath()) for p in candidates) or "none"
+            raise ConfigError(
+                f"{where}: the asset has no defaultPrim and not exactly one root prim holding an "
+                f"ArticulationRootAPI (found: {found}); set defaultPrim on the robot's root prim"
+            )
+        root = candidates[0]
 
     prim = UsdGeom.Xform.Define(stage, path)
-    prim.GetPrim().GetReferences().AddReference(asset_path)
-    set_local_pose(prim, pos=base_pos_w, rot=base_rot_w)
-    # A base welded to the world (body0 empty) holds its body where the asset was authored; move the
-    # weld's world-side frame to wherever the robot is placed now.
-    from pxr import Usd
+    if root == asset.GetDefaultPrim():
+        prim.GetPrim().GetReferences().AddReference(asset_path)
+    else:
+        prim.GetPrim().GetReferences().AddReference(asset_path, root.GetPath())
 
-    cache = UsdGeom.XformCache()
-    for joint_prim in Usd.PrimRange(stage.GetPrimAtPath(path)):
-        if not joint_prim.IsA(UsdPhysics.FixedJoint):
+    # World placement = placement @ up-axis correction @ the asset root's own local transform.
+    placement = np.eye(4)
+    placement[:3, :3] = base_rot_w
+    placement[:3, 3] = base_pos_w
+    up_fix = np.eye(4)
+    if asset.HasAuthoredMetadata("upAxis") and UsdGeom.GetStageUpAxis(asset) == UsdGeom.Tokens.y:
+        up_fix[:3, :3] = rot_x(np.pi / 2)  # +Y up -> +Z up, what Isaac Sim's metrics assembler does
+    asset_local = np.array(UsdGeom.Xformable(root).GetLocalTransformation(Usd.TimeCode.Default())).T
+    composed = placement @ up_fix @ asset_local
+    scale = np.linalg.norm(composed[:3, :3], axis=0)
+    rot = composed[:3, :3] / scale
+    if np.allclose(scale, 1.0, rtol=0.0, atol=1e-9):
+        set_local_pose(prim, pos=composed[:3, 3], rot=composed[:3, :3])
+    elif np.allclose(rot.T @ rot, np.eye(3), atol=1e-6) and np.linalg.det(rot) > 0:
+        set_local_pose(prim, pos=composed[:3, 3], rot=rot, scale=scale)
+    else:  # shear or mirror: keep the full matrix
+        xformable = UsdGeom.Xformable(prim)
+        xformable.ClearXformOpOrder()
+        xformable.AddTransformOp().Set(Gf.Matrix4d(*round_authored(composed.T)))
+
+    # Body poses in the scene: the asset's world poses carried by (scene root) @ (asset root)^-1.
+    parent_w = np.array(UsdGeom.XformCache().GetParentToWorldTransform(prim.GetPrim())).T
+    asset_cache = UsdGeom.XformCache()
+    asset_to_scene = parent_w @ composed @ np.linalg.inv(np.array(asset_cache.GetLocalToWorldTransform(root)).T)
+    root_path = root.GetPath()
+    for joint_prim in Usd.PrimRange(root):
+        if not joint_prim.IsA(UsdPhysics.Joint):
             continue
-        joint = UsdPhysics.FixedJoint(joint_prim)
-        if joint.GetBody0Rel().GetTargets() or not joint.GetBody1Rel().GetTargets():
+        joint = UsdPhysics.Joint(joint_prim)
+        body0, body1 = joint.GetBody0Rel().GetTargets(), joint.GetBody1Rel().GetTargets()
+        if bool(body0) == bool(body1):
+            continue  # between two bodies (or none): nothing tied to the world
+        body_path = (body0 or body1)[0]
+        body = asset.GetPrimAtPath(body_path)
+        if not body or not body_path.HasPrefix(root_path):
             continue
-        body = stage.GetPrimAtPath(joint.GetBody1Rel().GetTargets()[0])
-        body_w = np.array(cache.GetLocalToWorldTransform(body)).T
-        local1 = np.eye(4)
-        local1[:3, 3] = np.array(joint.GetLocalPos1Attr().Get() or (0, 0, 0))
-        rot1 = joint.GetLocalRot1Attr().Get()
-        if rot1 is not None:
-            local1[:3, :3] = quat_wxyz_to_matrix([rot1.GetReal(), *rot1.GetImaginary()])
-        frame_w = body_w @ local1
-        joint.CreateLocalPos0Attr().Set(Gf.Vec3f(*map(float, frame_w[:3, 3])))
-        joint.CreateLocalRot0Attr().Set(gf_quatf(frame_w[:3, :3]))
+        body_w = asset_to_scene @ np.array(asset_cache.GetLocalToWorldTransform(body)).T
+        side = "0" if body0 else "1"
+        pos = getattr(joint, f"GetLocalPos{side}Attr")().Get()
+        quat = getattr(joint, f"GetLocalRot{side}Attr")().Get()
+        local_rot = np.eye(3) if quat is None else quat_wxyz_to_matrix([quat.GetReal(), *quat.GetImaginary()])
+        frame_pos = body_w @ np.r_[np.array(pos if pos is not None else (0.0, 0.0, 0.0), dtype=float), 1.0]
+        body_rot = body_w[:3, :3]
+        if not np.allclose(body_rot.T @ body_rot, np.eye(3), atol=1e-9):
+            u, _, vt = np.linalg.svd(body_rot)  # the body's rotation without its scale
+            body_rot = u @ vt
+        frame_rot = body_rot @ local_rot
+        world_side = "1" if body0 else "0"
+        scene_joint = UsdPhysics.Joint(stage.OverridePrim(path + str(joint_prim.GetPath())[len(str(root_path)):]))
+        getattr(scene_joint, f"CreateLocalPos{world_side}Attr")().Set(Gf.Vec3f(*round_authored(frame_pos[:3])))
+        getattr(scene_joint, f"CreateLocalRot{world_side}Attr")().Set(gf_quatf(frame_rot))
 
 
 def placeholder_robot(

@@ -12,10 +12,11 @@ from vlatwin.errors import ConfigError, VlatwinError
 from vlatwin.utils.files import ensure_writable_folder
 from vlatwin.usd.lights_cameras import spawn_camera, spawn_lidar, spawn_light
 from vlatwin.usd.materials import bind_material, define_material
+from vlatwin.usd.mesh_assets import reference_environment, relocated_root_layer, spawn_mesh_object
 from vlatwin.usd.robot import author_robot, placeholder_robot, reference_robot
 from vlatwin.usd.semantics import add_class_label
 from vlatwin.usd.shapes import read_obj_vertices, spawn_gprim
-from vlatwin.usd.stage import WORLD_PATH, new_stage, pxr, set_local_pose
+from vlatwin.usd.stage import WORLD_PATH, new_stage, pxr, round_authored, set_local_pose
 from vlatwin.utils.transforms import rot_z, rpy_deg_to_matrix
 
 PHYSICS_SCENE_PATH = f"{WORLD_PATH}/PhysicsScene"
@@ -29,7 +30,8 @@ def build_scene(scene, *, asset_dir: str | Path | None = None):
 
     Args:
         asset_dir: folder the stage will be saved in; external robot references are written relative
-            to it so the saved file can move together with its assets.
+            to it so the saved file can move together with its assets (environment references are made
+            relative when the stage is saved, see :func:`export_stage`).
     """
     pxr()
     from pxr import UsdGeom
@@ -56,6 +58,8 @@ def build_scene(scene, *, asset_dir: str | Path | None = None):
         UsdGeom.Scope.Define(stage, OBJECTS_PATH)
     for obj in scene.objects:
         _author_object(stage, obj, materials, materials_cfg)
+    for i, env in enumerate(scene.environment):
+        reference_environment(stage, env, field=f"scene.environment[{i}]")
 
     for light in scene.effective_lights():
         spawn_light(stage, light)
@@ -116,8 +120,10 @@ def export_stage(stage, out_path: str | Path) -> Path:
     out_dir = out_path.parent if str(out_path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{out_path.stem}.", suffix=out_path.suffix)
     os.close(fd)
+    # Environment references are absolute in memory; the saved file gets them relative to its folder.
+    layer = relocated_root_layer(stage, out_dir) or stage.GetRootLayer()
     try:
-        if not stage.GetRootLayer().Export(tmp):
+        if not layer.Export(tmp):
             raise VlatwinError(f"{out_path}: USD export failed")
         umask = os.umask(0)
         os.umask(umask)
@@ -144,8 +150,8 @@ def _author_physics_scene(stage, physics, *, path: str = PHYSICS_SCENE_PATH) -> 
     gravity = np.asarray(physics.gravity, dtype=float)
     magnitude = float(np.linalg.norm(gravity))
     direction = gravity / magnitude if magnitude > 0 else np.array([0.0, 0.0, -1.0])
-    scene.CreateGravityDirectionAttr(Gf.Vec3f(*map(float, direction)))
-    scene.CreateGravityMagnitudeAttr(magnitude)
+    scene.CreateGravityDirectionAttr(Gf.Vec3f(*round_authored(direction)))
+    scene.CreateGravityMagnitudeAttr(round_authored(magnitude))
     # The step rate PhysX (physxScene:) and Newton both read; usd-core has no PhysxSchema, so custom.
     scene.GetPrim().CreateAttribute("physxScene:timeStepsPerSecond", Sdf.ValueTypeNames.UInt, custom=True).Set(
         int(round(1.0 / physics.dt))
@@ -213,7 +219,9 @@ def _author_robot(stage, scene, asset_dir) -> None:
         asset_path = os.path.relpath(asset, asset_dir) if asset_dir is not None else str(asset)
         if cfg.source == "usd":
             _check_usd_file(asset)
-            reference_robot(stage, path, asset_path, base_pos_w=scene.robot_base_position(), base_rot_w=base_rot)
+            reference_robot(
+                stage, path, asset_path, base_pos_w=scene.robot_base_position(), base_rot_w=base_rot, asset_file=asset
+            )
         else:
             placeholder_robot(
                 stage,
@@ -256,29 +264,35 @@ def _author_object(stage, obj, materials, materials_cfg) -> None:
         mass_api = UsdPhysics.MassAPI.Apply(body.GetPrim())
         if obj.mass is not None:
             mass_api.CreateMassAttr(float(obj.mass))
-        else:
+        elif obj.shape != "mesh":  # mesh objects get computed mass properties (spawn_mesh_object)
             mass_api.CreateDensityAttr(float(obj.density))
     s = obj.scale
     points = None
+    collider_parts = []
     if obj.shape == "convex_mesh":
         points = np.asarray(obj.vertices if obj.vertices is not None else read_obj_vertices(obj.mesh_file)) * s
     try:
-        geom = spawn_gprim(
-            stage,
-            f"{path}/geom",
-            obj.shape,
-            size=None if obj.size is None else tuple(v * s for v in obj.size),
-            radius=None if obj.radius is None else obj.radius * s,
-            height=None if obj.height is None else obj.height * s,
-            points=points,
-        )
+        if obj.shape == "mesh":
+            geom, collider_parts = spawn_mesh_object(stage, path, obj, field=f"scene.objects[{obj.name}]")
+        else:
+            geom = spawn_gprim(
+                stage,
+                f"{path}/geom",
+                obj.shape,
+                size=None if obj.size is None else tuple(v * s for v in obj.size),
+                radius=None if obj.radius is None else obj.radius * s,
+                height=None if obj.height is None else obj.height * s,
+                points=points,
+            )
     except ValueError as exc:
         raise ConfigError(f"scene.objects[{obj.name}]: {exc}") from None
     if obj.color is not None:
         material = define_material(stage, f"{obj.name}_color", MaterialCfg(color=obj.color, roughness=0.4))
-        bind_material(geom, material, obj.color)
+        color = obj.color
     else:
-        bind_material(geom, materials[obj.material], materials_cfg[obj.material].color)
+        material, color = materials[obj.material], materials_cfg[obj.material].color
+    for prim in (geom, *collider_parts):  # collider parts need the physics material (friction) too
+        bind_material(prim, material, color)
     add_class_label(body.GetPrim(), obj.semantic_label)
     if obj.reflectivity is not None:
         from pxr import Sdf

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from vlatwin.config.types import MAX_COORDINATE
 from vlatwin.errors import ConfigError
-from vlatwin.usd.stage import set_local_pose
+from vlatwin.usd.stage import round_authored, set_local_pose
 
 
 def spawn_gprim(
@@ -40,21 +41,21 @@ def spawn_gprim(
         scale = size
     elif kind == "sphere":
         gprim = UsdGeom.Sphere.Define(stage, path)
-        gprim.CreateRadiusAttr(float(radius))
+        gprim.CreateRadiusAttr(round_authored(radius))
     elif kind in ("cylinder", "capsule"):
         gprim = (UsdGeom.Cylinder if kind == "cylinder" else UsdGeom.Capsule).Define(stage, path)
-        gprim.CreateRadiusAttr(float(radius))
-        gprim.CreateHeightAttr(float(height))
+        gprim.CreateRadiusAttr(round_authored(radius))
+        gprim.CreateHeightAttr(round_authored(height))
         gprim.CreateAxisAttr(UsdGeom.Tokens.z)
     elif kind == "plane":
         gprim = UsdGeom.Plane.Define(stage, path)
-        gprim.CreateWidthAttr(float(size[0]))
-        gprim.CreateLengthAttr(float(size[1]))
+        gprim.CreateWidthAttr(round_authored(size[0]))
+        gprim.CreateLengthAttr(round_authored(size[1]))
         gprim.CreateAxisAttr(UsdGeom.Tokens.z)
     elif kind == "convex_mesh":
         gprim = UsdGeom.Mesh.Define(stage, path)
         hull_points, faces = convex_hull(points)
-        gprim.CreatePointsAttr([Gf.Vec3f(*map(float, p)) for p in hull_points])
+        gprim.CreatePointsAttr([Gf.Vec3f(*round_authored(p)) for p in hull_points])
         gprim.CreateFaceVertexCountsAttr([3] * len(faces))
         gprim.CreateFaceVertexIndicesAttr([int(i) for i in faces.reshape(-1)])
         gprim.CreateSubdivisionSchemeAttr(UsdGeom.Tokens.none)
@@ -101,9 +102,15 @@ def read_obj_vertices(path: Path) -> np.ndarray:
             if line.startswith("v "):
                 parts = line.split()[1:4]
                 try:
-                    vertices.append([float(v) for v in parts])
+                    vertex = [float(v) for v in parts]
                 except ValueError:
                     raise ConfigError(f"{path}:{line_no}: bad vertex line {line.strip()!r}") from None
+                if len(vertex) != 3 or not all(abs(v) <= MAX_COORDINATE for v in vertex):  # also rejects inf / nan
+                    raise ConfigError(
+                        f"{path}:{line_no}: bad vertex line {line.strip()!r}: expected 3 numbers in "
+                        f"[{-MAX_COORDINATE:g}, {MAX_COORDINATE:g}]"
+                    )
+                vertices.append(vertex)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read mesh: {exc}") from None
     if len(vertices) < 4:

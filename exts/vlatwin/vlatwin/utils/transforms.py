@@ -34,6 +34,18 @@ def rpy_deg_to_matrix(rpy_deg) -> np.ndarray:
     )
 
 
+def matrix_to_rpy_deg(rot: np.ndarray) -> tuple[float, float, float]:
+    """Inverse of :func:`rpy_deg_to_matrix`: roll, pitch, yaw [deg] (extrinsic X, Y, Z) of a 3x3 rotation."""
+    rot = np.asarray(rot, dtype=float)
+    pitch = np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0))
+    if abs(np.cos(pitch)) > 1e-9:
+        roll = np.arctan2(rot[2, 1], rot[2, 2])
+        yaw = np.arctan2(rot[1, 0], rot[0, 0])
+    else:  # gimbal lock: put everything in yaw
+        roll, yaw = 0.0, np.arctan2(-rot[0, 1], rot[1, 1])
+    return tuple(float(v) for v in np.rad2deg([roll, pitch, yaw]))
+
+
 def matrix_to_quat_wxyz(rot: np.ndarray) -> np.ndarray:
     """3x3 rotation matrix to a unit quaternion (w, x, y, z) with w >= 0."""
     m = np.asarray(rot, dtype=float)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlatwin.sensors.base import Sensor
 from vlatwin.sim.isaac_convert import convert_replicator_outputs
 
 #: vlatwin annotator -> (Replicator annotator name, init params)
@@ -89,6 +90,16 @@ class CameraRendererIsaac:
         """Render one frame of every render product (after randomization, with subframes to settle)."""
         self._rep.orchestrator.step(rt_subframes=self.rt_subframes, delta_time=0.0, pause_timeline=False)
 
+    def capture_once(self, key) -> None:
+        """:meth:`capture` unless it already ran for ``key`` (the physics step): cameras share one render."""
+        if getattr(self, "_captured_key", None) != key:
+            self.capture()
+            self._captured_key = key
+
+    def sim_step(self):
+        """A key for the current physics state (set by the worker before each capture)."""
+        return getattr(self, "capture_key", None)
+
     def outputs(self, name: str, *, keep_classes=None) -> dict:
         raw = {key: annotator.get_data() for key, annotator in self._annotators[name].items()}
         model = self._models[name]
@@ -101,3 +112,46 @@ class CameraRendererIsaac:
             for annotator in attached.values():
                 annotator.detach()
             self._products[name].destroy()
+
+
+class CameraSensorIsaac(Sensor):
+    """One Replicator camera as a :class:`~vlatwin.sensors.base.Sensor` (Kit-only).
+
+    Replicator renders every render product in one orchestrator step, so the cameras of a capture
+    share one ``capture()`` per physics step (the first camera sampling at a step triggers it).
+    """
+
+    kind = "camera"
+    rate_hz = None
+
+    def __init__(self, renderer: CameraRendererIsaac, camera_cfg, camera_model, options, randomize_cameras, class_filter):
+        self.name = camera_cfg.name
+        self.renderer = renderer
+        self.cfg, self.model, self.options = camera_cfg, camera_model, options
+        self.randomize, self.class_filter = randomize_cameras, class_filter
+
+    def schedule(self, physics_dt: float, index: int = 0):
+        return (0,)
+
+    def duration_steps(self, physics_dt: float, index: int = 0) -> int:
+        return 0
+
+    def begin(self, context) -> None:
+        from vlatwin.sdg.randomize import camera_pose
+
+        self._rng = context.rng
+        self.renderer.set_pose(self.name, camera_pose(self.cfg, self.randomize, context.rng))
+
+    def sample(self, k: int) -> None:
+        self.renderer.capture_once(self.renderer.sim_step())
+
+    def finish(self) -> dict:
+        from vlatwin.sensors.camera.realism import apply_realism
+
+        out = self.renderer.outputs(self.name, keep_classes=self.class_filter)
+        if self.options is not None and "rgb" in out:
+            out["rgb"] = apply_realism(out["rgb"], self.options.realism, self._rng, fx=self.model.fx)
+        return out
+
+    def close(self) -> None:
+        pass

@@ -266,6 +266,11 @@ class CameraRendererNewton:
             "transform": self._wp.zeros(1, dtype=self._wp.transformf, device=self.model.device),
         }
 
+    @property
+    def physics_dt(self) -> float:
+        """[s] of the simulation this renderer draws."""
+        return self._sim.physics_dt
+
     # ---------------------------------------------------------- render
     def refit(self) -> None:
         """Update the ray-tracing acceleration structure after bodies moved (once per frame)."""

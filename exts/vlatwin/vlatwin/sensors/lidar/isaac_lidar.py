@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from vlatwin.sensors.base import Sensor
+
 from vlatwin.sim.isaac_convert import lidar_points_from_rtx, rtx_lidar_config
 
 SCAN_BUFFER_OUTPUTS = {
@@ -21,8 +23,14 @@ SCAN_BUFFER_OUTPUTS = {
 }
 
 
-class LidarIsaac:
-    """One RTX Lidar created from a vlatwin profile at the lidar prim's pose."""
+class LidarIsaac(Sensor):
+    """One RTX Lidar created from a vlatwin profile at the lidar prim's pose.
+
+    As a :class:`~vlatwin.sensors.base.Sensor` it takes one sample at the end of a scan: RTX Lidar
+    accumulates its beams while the loop steps physics and renders through the scan time.
+    """
+
+    kind = "lidar"
 
     def __init__(self, lidar_cfg, labels):
         import omni.kit.commands
@@ -45,12 +53,27 @@ class LidarIsaac:
             **{"omni:sensor:Core:auxOutputType": "FULL"},
         )
         self.labels = labels
+        self.name = lidar_cfg.name
+        self._profile = profile
         self.product = rep.create.render_product(self.prim.GetPath(), (1, 1), name=f"{lidar_cfg.name}_rtx")
         self.scan_buffer = rep.AnnotatorRegistry.get_annotator("IsaacCreateRTXLidarScanBuffer")
         self.scan_buffer.initialize(**SCAN_BUFFER_OUTPUTS)
         self.scan_buffer.attach(self.product)
         self.stable_ids = rep.AnnotatorRegistry.get_annotator("StableIdMap")
         self.stable_ids.attach(self.product)
+
+    def schedule(self, physics_dt: float, index: int = 0):
+        return (max(0, int(round(self._profile.scan_time / physics_dt))),)
+
+    def begin(self, context) -> None:
+        self.last_start_time = context.start_time
+        self._points = None
+
+    def sample(self, k: int) -> None:
+        self._points = self.points()
+
+    def finish(self) -> np.ndarray:
+        return self._points
 
     def points(self) -> np.ndarray:
         """The latest full scan as vlatwin :data:`POINT_DTYPE` points (sensor frame)."""
