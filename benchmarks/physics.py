@@ -93,7 +93,9 @@ def vlatwin_loop(stage_path: Path, steps: int, dt: float, iterations: int):
         wp.synchronize()
         t0 = time.perf_counter()
         for command in commands:
-            sim.step(command, num_steps=CONTROL_PERIOD_STEPS)
+            # The same work as the raw loop: new targets, then physics (no state read-back).
+            sim.set_command(command)
+            sim.advance(CONTROL_PERIOD_STEPS)
         wp.synchronize()
         return time.perf_counter() - t0
 

@@ -100,9 +100,8 @@ def test_ant_starts_at_its_own_height_and_lands_on_the_table(tmp_path, solver):
     sim, info = _load(tmp_path, robot, solver=solver)
     start, end, fastest = _run_checked(sim, info)
     np.testing.assert_allclose(_pos(start, info, "torso"), position + [0.0, 0.0, 1.0], atol=1e-5)
-    np.testing.assert_allclose(
-        quat_wxyz_to_matrix(start.body_pose_w[info.body_index("/World/Robot/torso"), 3:]), rot_z(math.radians(30)), atol=1e-5
-    )
+    torso_rot = quat_wxyz_to_matrix(start.body_pose_w[info.body_index("/World/Robot/torso"), 3:])
+    np.testing.assert_allclose(torso_rot, rot_z(math.radians(30)), atol=1e-5)
     torso = _pos(end, info, "torso")
     assert TABLE_TOP + 0.15 < torso[2] < TABLE_TOP + 0.6, torso  # on the table on its legs or torso, not through it
     assert np.linalg.norm(torso[:2] - position[:2]) < 0.3  # landed where it was dropped
@@ -115,7 +114,8 @@ def test_humanoid_next_to_the_table_falls_onto_the_floor(tmp_path, solver):
     """humanoid.usda (torso at its origin, feet 1.26 m below) placed beside the table with its feet just
     above the floor: it drops onto its feet and sags or collapses, never through the floor."""
     position = np.array([1.5, 0.0, 1.4])
-    sim, info = _load(tmp_path, {"path": str(_newton_asset("humanoid.usda")), "position": position.tolist()}, solver=solver)
+    robot = {"path": str(_newton_asset("humanoid.usda")), "position": position.tolist()}
+    sim, info = _load(tmp_path, robot, solver=solver)
     start, end, _ = _run_checked(sim, info)
     np.testing.assert_allclose(_pos(start, info, "torso"), position, atol=1e-5)
     rob = _robot(info)
@@ -156,7 +156,8 @@ def test_closed_loop_asset_is_refused_in_one_line(tmp_path):
 
 def test_robot_starting_inside_the_floor_is_refused_in_one_line(tmp_path):
     """The humanoid at the default robot position (torso at table-top height) has its feet 0.5 m in the floor."""
-    with pytest.raises(StageError, match=r"/World/Robot/\w+ starts 0\.\d+ m inside /World/.* raise robot\.position z") as err:
+    expected = r"/World/Robot/\w+ starts 0\.\d+ m inside /World/.* raise robot\.position z"
+    with pytest.raises(StageError, match=expected) as err:
         _load(tmp_path, {"path": str(_newton_asset("humanoid.usda"))})
     assert "\n" not in str(err.value)
 

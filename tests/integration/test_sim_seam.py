@@ -108,12 +108,14 @@ def test_mass_and_inertia_parameters(newton_sim):
         newton_sim.set_params(SimParams(joint_friction=-np.ones(9)))
 
 
-def test_measured_efforts_follow_gravity(newton_sim):
+def test_measured_efforts_follow_gravity(tabletop_usda):
     """Holding the home pose: joints with a vertical axis carry no load; a payload on the hand loads the
     shoulder and elbow in the direction gravity predicts."""
+    from vlatwin.sim.newton import SimBackendNewton
     from vlatwin.utils.transforms import quat_wxyz_to_matrix
 
-    info = newton_sim.info
+    newton_sim = SimBackendNewton(device="cpu", measure_joint_efforts=True)
+    info = newton_sim.load(tabletop_usda)
     newton_sim.reset()
     rest = newton_sim.step(num_steps=900)
     assert np.all(np.isfinite(rest.joint_effort)) and rest.joint_effort.shape == (9,)
@@ -132,3 +134,16 @@ def test_measured_efforts_follow_gravity(newton_sim):
     gravity_torque = axis @ np.cross(lever, [0.0, 0.0, -9.81 * 2.0])
     assert np.sign(loaded.joint_effort[3] - rest.joint_effort[3]) == -np.sign(gravity_torque)
     assert abs(loaded.joint_effort[3] - rest.joint_effort[3]) > 0.3 * abs(gravity_torque)
+
+
+def test_commanded_efforts_without_measurement(newton_sim):
+    """Default: the drive's commanded effort (PD law + feed-forward) within the effort limits."""
+    start = newton_sim.reset()
+    target = _offset_target(start)
+    feed_forward = np.r_[1.5, [0.0] * 8]
+    state = newton_sim.step(JointCommand(target_q=target, effort=feed_forward), num_steps=3)
+    params = newton_sim.get_params()
+    law = params.drive_stiffness * (target - state.joint_q) + params.drive_damping * (0.0 - state.joint_qd) + feed_forward
+    limits = np.r_[[87.0] * 4, [12.0] * 3, [140.0] * 2]
+    np.testing.assert_allclose(state.joint_effort, np.clip(law, -limits, limits), rtol=1e-5, atol=1e-6)
+    assert np.any(np.abs(state.joint_effort[ARM]) == limits[ARM])  # a 0.3 rad step saturates some drives

@@ -2,19 +2,22 @@
 
 Pure functions, called by :meth:`SimBackendNewton.load`:
 
-- the self-collision default for articulations that author none (:data:`SELF_COLLISIONS_WHEN_UNAUTHORED`);
+- :data:`SELF_COLLISIONS_WHEN_UNAUTHORED`: the self-collision default for articulations that author none;
 - :func:`check_joint_loops`: a closed chain of joints with none excluded from the articulation is refused
   with one line (Newton and PhysX articulations are trees);
+- :func:`clamp_initial_joint_positions`: initial joint positions outside their limits start at the limit;
+- :func:`armature_joints`: joints whose authored armature XPBD/VBD ignore (reported, not emulated);
 - :func:`check_start_overlaps`: a body that starts deep inside another collider is refused with one line.
 
 Measured with the articulated USD robots shipped in ``newton/examples/assets`` (cartpole, cartpole single
 pendulum, ant, humanoid, the contact-sensor hinge; XPBD and VBD at 600 Hz, 4 iterations, on CPU): placed
-where their asset says, every one rests or falls at speeds free fall explains. The explosions seen
-before (ant leaving the table at ~100 m/s, humanoid NaN in 0.1 s) came from bodies that started inside
-the table top or the floor: XPBD has no depenetration limit and resolves an overlap of depth d within
-about one step, i.e. at about d/dt, so an overlap of 0.5 m at 600 Hz becomes 300 m/s. More iterations,
-substeps, armature or another solver do not make such a start physical; refusing it with where and how
-deep is the useful answer, so no solver is chosen per asset.
+where their asset says, every one rests or falls at speeds free fall explains. What made them explode
+was never the solver but the start: bodies inside the table top or the floor (the ant lost its asset's
+1 m root offset; the humanoid at the default robot position has its feet 0.5 m in the floor), and the
+ant's feet authored at 0 deg with limits [30, 100] deg. XPBD has no depenetration limit and corrects an
+overlap or a violated limit within about one step, i.e. at about depth/dt: 0.5 m at 600 Hz is 300 m/s.
+More iterations, substeps or another solver do not make such a start physical, so no solver is chosen
+per asset: overlaps are refused (where, how deep, what to do) and limits are clamped.
 """
 
 from __future__ import annotations

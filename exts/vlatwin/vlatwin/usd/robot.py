@@ -121,6 +121,8 @@ def reference_robot(
         asset_path: the path written into the reference (relative to the saved stage's folder).
         asset_file: the asset on disk, read to compose the pose (default: ``asset_path`` as given).
     """
+    import logging
+
     from pxr import Gf, Usd, UsdGeom, UsdPhysics
 
     from vlatwin.errors import ConfigError
@@ -141,18 +143,23 @@ def reference_robot(
                 "gains, limits) do not scale with a transform, so convert the asset to meters and kilograms"
             )
     root = asset.GetDefaultPrim()
-    if not root:
+    if not root:  # no defaultPrim, or one naming a prim the file lacks (cartpole_single_pendulum.usda)
         candidates = [
             p for p in asset.GetPseudoRoot().GetChildren()
             if any(q.HasAPI(UsdPhysics.ArticulationRootAPI) for q in Usd.PrimRange(p))
         ]
+        named = asset.GetRootLayer().defaultPrim
+        problem = f"its defaultPrim {named!r} is not a prim of the file" if named else "it has no defaultPrim"
         if len(candidates) != 1:
             found = ", ".join(str(p.GetPath()) for p in candidates) or "none"
             raise ConfigError(
-                f"{where}: the asset has no defaultPrim and not exactly one root prim holding an "
-                f"ArticulationRootAPI (found: {found}); set defaultPrim on the robot's root prim"
+                f"{where}: {problem}, and not exactly one root prim holds an ArticulationRootAPI (found: {found}); "
+                "set defaultPrim to the robot's root prim"
             )
         root = candidates[0]
+        logging.getLogger(__name__).warning(
+            "%s: %s; referencing %s, its only root prim with an articulation", where, problem, root.GetPath()
+        )
 
     prim = UsdGeom.Xform.Define(stage, path)
     if root == asset.GetDefaultPrim():
