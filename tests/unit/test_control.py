@@ -630,3 +630,23 @@ def test_controller_rejects_mismatched_state(robot_joints):
     state.joint_q = state.joint_q[:7]
     with pytest.raises(VlatwinError, match="7 joint positions, the robot description 9"):
         ctrl.compute(np.r_[HOME, 0.0], state)
+
+
+def test_ee_controller_limits_joint_speed(info, chain):
+    """A delta that IK can only reach with a big joint jump moves each arm joint at most speed x dt per step,
+    and the commanded pose follows what the joints can reach (no runaway build-up)."""
+    ctrl = make_controller("ee_delta_pose", info=info, chain=chain, control_dt=0.05, max_joint_speed=1.0)
+    state = make_state()
+    ctrl.reset(state)
+    start = np.array(HOME, dtype=float)
+    big = np.r_[0.05, 0.05, 0.05, 0.25, 0.25, 0.25, 0.0]  # the largest delta the spec allows
+    q = start.copy()
+    for _ in range(5):
+        cmd = ctrl.compute(big, state)
+        arm = cmd.target_q[:7]
+        assert np.abs(arm - q).max() <= 0.05 + 1e-12  # 1 rad/s x 0.05 s
+        q = arm
+    assert np.abs(q - start).max() > 0.1  # it still moves, just not faster than allowed
+    unlimited = make_controller("ee_delta_pose", info=info, chain=chain, control_dt=0.05, max_joint_speed=100.0)
+    unlimited.reset(state)
+    assert np.abs(unlimited.compute(big, state).target_q[:7] - start).max() > 0.05

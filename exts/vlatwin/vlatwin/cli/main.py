@@ -21,11 +21,13 @@ EPILOG = """examples:
   vlatwin scene build configs/tabletop.yaml -o out/tabletop.usda
   vlatwin scene check out/tabletop.usda
   vlatwin sim run configs/tabletop.yaml --steps 1200
+  vlatwin record configs/tasks/pick_red_cube.yaml --episodes 10 --out out/pick
+  vlatwin replay out/pick --episode 0
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vlatwin.cli import scene_cmds, sdg_cmds, sim_cmds
+    from vlatwin.cli import record_cmds, scene_cmds, sdg_cmds, sim_cmds
 
     parser = argparse.ArgumentParser(
         prog="vlatwin",
@@ -39,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sdg_cmds.register(groups)
     scene_cmds.register(groups)
     sim_cmds.register(groups)
+    record_cmds.register(groups)
     return parser
 
 

@@ -14,6 +14,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from vlatwin.config.base import StrictModel, resolve_existing_file
 from vlatwin.config.generate_cfg import GenerateCfg
+from vlatwin.config.task_cfg import MarkerCfg, TaskCfg
 from vlatwin.config.types import (
     MAX_CLIP_DISTANCE,
     MAX_DENSITY,
@@ -468,6 +469,8 @@ class SceneCfg(StrictModel):
     """Lights; when omitted, a key distant light plus a dome light are added (``[]`` means none)."""
     cameras: list[CameraCfg] = []
     lidars: list[LidarCfg] = []
+    markers: list[MarkerCfg] = []
+    """Visual-only boxes under /World/Targets (no collider), e.g. a task's target region."""
     environment: list[EnvironmentCfg] = []
     """Static geometry from USD files under /World/Environment (one mapping or a list)."""
 
@@ -484,7 +487,7 @@ class SceneCfg(StrictModel):
         for where, name in refs:
             if name not in known:
                 raise ValueError(f"{where}: unknown material {name!r}; known: {', '.join(sorted(known))}")
-        for group, items in (("objects", self.objects), ("lights", self.lights or []), ("cameras", self.cameras), ("lidars", self.lidars)):
+        for group, items in (("objects", self.objects), ("lights", self.lights or []), ("cameras", self.cameras), ("lidars", self.lidars), ("markers", self.markers)):
             seen: set[str] = set()
             for i, item in enumerate(items):
                 if item.name in seen:
@@ -522,6 +525,16 @@ class VlatwinConfig(StrictModel):
     scene: SceneCfg = SceneCfg()
     generate: GenerateCfg = GenerateCfg()
     """Synthetic-data run settings (``vlatwin generate``)."""
+    task: TaskCfg | None = None
+    """A tabletop task on the scene (:mod:`vlatwin.tasks`); its region marker is added to ``scene.markers``."""
+
+    @model_validator(mode="after")
+    def _task_refs(self, info: ValidationInfo):
+        if self.task is not None:
+            from vlatwin.config.task_cfg import check_task_refs
+
+            check_task_refs(self.task, self.scene, (info.context or {}).get("base_dir"))
+        return self
 
     @model_validator(mode="after")
     def _generate_refs(self):

@@ -93,8 +93,23 @@ class EndEffectorDeltaController(ArmGripperController):
         ik_iterations: int = 20,
         damping: float = 0.05,
         gripper=None,
+        control_dt: float | None = None,
+        max_joint_speed: float = 2.0,
+        joint_limit_margin: float = 0.1,
     ) -> None:
         super().__init__(robot_joints, gripper=gripper, reference=reference)
+        if not max_joint_speed > 0:
+            raise VlatwinError(f"ee_delta_pose: max_joint_speed must be > 0 [rad/s], got {max_joint_speed}")
+        # IK near a singularity can ask for a large joint jump; a real arm cannot follow it (Panda: 2.2-2.6
+        # rad/s) and a stiff drive asked to would slam the arm into the table. Each control step moves every
+        # arm joint by at most max_joint_speed * control_dt.
+        self.max_joint_step = None if control_dt is None else float(max_joint_speed) * float(control_dt)
+        # IK keeps this far [rad | m] inside the joint limits: a joint pressed against a limit fights its
+        # drive, and the Panda's joint 4 limit (-3.0718 rad) lies 0.07 rad from the -pi wrap, where a small
+        # overshoot in the simulator flips the sign of the joint error (measured: an XPBD blow-up).
+        if joint_limit_margin < 0:
+            raise VlatwinError(f"ee_delta_pose: joint_limit_margin must be >= 0, got {joint_limit_margin}")
+        self.joint_limit_margin = float(joint_limit_margin)
         self.rotation = check_choice("rotation format", rotation, ROTATION_FORMATS)
         self.frame = check_choice("delta frame", frame, DELTA_FRAMES)
         if not (max_translation > 0 and max_rotation > 0):
@@ -130,13 +145,15 @@ class EndEffectorDeltaController(ArmGripperController):
 
     @property
     def lower(self) -> np.ndarray:
-        """Chain joint lower limits (n,) [rad | m], from the scene."""
-        return self.joints.lower[self.chain_index]
+        """Chain joint lower limits (n,) [rad | m] IK targets respect: the scene's, ``joint_limit_margin`` inside."""
+        lower, upper = self.joints.lower[self.chain_index], self.joints.upper[self.chain_index]
+        return np.minimum(lower + self.joint_limit_margin, (lower + upper) / 2)
 
     @property
     def upper(self) -> np.ndarray:
-        """Chain joint upper limits (n,) [rad | m], from the scene."""
-        return self.joints.upper[self.chain_index]
+        """Chain joint upper limits (n,) [rad | m] IK targets respect: the scene's, ``joint_limit_margin`` inside."""
+        lower, upper = self.joints.lower[self.chain_index], self.joints.upper[self.chain_index]
+        return np.maximum(upper - self.joint_limit_margin, (lower + upper) / 2)
 
     def ee_pose_b(self, state) -> np.ndarray:
         """EE pose (4x4) in the chain's base frame from the measured joint positions of ``state``."""
@@ -162,6 +179,12 @@ class EndEffectorDeltaController(ArmGripperController):
         result = solve_ik(
             self.chain, q_start, target, self.lower, self.upper, max_iters=self.ik_iterations, damping=self.damping
         )
+        q_new = result.q
+        limited = False
+        if self.max_joint_step is not None:
+            step = np.clip(q_new - q_start, -self.max_joint_step, self.max_joint_step)
+            limited = bool(np.any(step != q_new - q_start))
+            q_new = q_start + step
         self.last_ik = result
         if not result.converged:
             logger.debug(
@@ -169,9 +192,9 @@ class EndEffectorDeltaController(ArmGripperController):
                 result.position_error,
                 result.rotation_error,
             )
-        self._target[idx] = result.q
+        self._target[idx] = q_new
         # Keep the exact target while IK reaches it (no round-off drift); otherwise what the joints reach.
-        self._pose_cmd = target if result.converged else self.chain.fk(result.q)
+        self._pose_cmd = target if result.converged and not limited else self.chain.fk(q_new)
         return self._command(idx, act)
 
 

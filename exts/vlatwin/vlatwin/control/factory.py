@@ -103,10 +103,10 @@ def make_controller(
             raise VlatwinError(
                 "controller 'ee_delta_pose' needs a kinematic chain (chain=KinematicChain.from_usd(...))"
             )
-        cls, fixed = EndEffectorDeltaController, {}
+        cls, fixed = EndEffectorDeltaController, {"control_dt": control_dt}
     _check_options(kind, cls, options, fixed)
     if kind == "ee_delta_pose":
-        return cls(robot_joints, chain, **options)
+        return cls(robot_joints, chain, **fixed, **options)
     return cls(robot_joints, **fixed, **options)
 
 

@@ -125,9 +125,22 @@ class ControlLoop:
         self._chunk: list[np.ndarray] = []
 
     # ----------------------------------------------------------------- episode
-    def reset(self, *, seed: int = 0, episode: int = 0, instruction: str | None = None) -> Observation:
-        """Reset the simulation (``sim.reset(seed)``), the controller and policy; capture the first observation."""
+    def reset(
+        self,
+        *,
+        seed: int = 0,
+        episode: int = 0,
+        instruction: str | None = None,
+        setup: Callable[[Any], SimState | None] | None = None,
+    ) -> Observation:
+        """Reset the simulation (``sim.reset(seed)``), the controller and policy; capture the first observation.
+
+        ``setup(sim)`` runs right after the simulator's reset, to put the episode's initial state in place
+        (e.g. :func:`vlatwin.tasks.initial_states.apply_initial_state`); it may return the new state.
+        """
         state = self.sim.reset(seed=seed)
+        if setup is not None:
+            state = setup(self.sim) or self.sim.get_state()
         self._rng = np.random.default_rng([seed, episode])
         self._episode = episode
         self._control_step = 0
@@ -203,9 +216,9 @@ class ControlLoop:
             recorder(record)
         return record, next_obs
 
-    def run(self, control_steps: int, *, seed: int = 0, episode: int = 0, instruction: str | None = None) -> list[LoopStep]:
+    def run(self, control_steps: int, *, seed: int = 0, episode: int = 0, instruction: str | None = None, setup=None) -> list[LoopStep]:
         """Reset and run ``control_steps`` steps with the policy; returns every step."""
-        obs = self.reset(seed=seed, episode=episode, instruction=instruction)
+        obs = self.reset(seed=seed, episode=episode, instruction=instruction, setup=setup)
         steps = []
         for _ in range(control_steps):
             record, obs = self.step(obs)

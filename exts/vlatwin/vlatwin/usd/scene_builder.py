@@ -11,6 +11,7 @@ import numpy as np
 from vlatwin.errors import ConfigError, VlatwinError
 from vlatwin.utils.files import ensure_writable_folder
 from vlatwin.usd.lights_cameras import spawn_camera, spawn_lidar, spawn_light
+from vlatwin.usd.markers import author_markers
 from vlatwin.usd.materials import bind_material, define_material
 from vlatwin.usd.mesh_assets import reference_environment, relocated_root_layer, spawn_mesh_object
 from vlatwin.usd.robot import author_robot, placeholder_robot, reference_robot
@@ -60,6 +61,7 @@ def build_scene(scene, *, asset_dir: str | Path | None = None):
         _author_object(stage, obj, materials, materials_cfg)
     for i, env in enumerate(scene.environment):
         reference_environment(stage, env, field=f"scene.environment[{i}]")
+    author_markers(stage, scene.markers)
 
     for light in scene.effective_lights():
         spawn_light(stage, light)
