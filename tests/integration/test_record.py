@@ -313,3 +313,49 @@ def test_failed_episodes_are_dropped_and_counted(task_config, tmp_path):
     assert _info(out)["total_episodes"] == 0 and not (out / "data").exists()
     again = record(task_config, out, episodes=3, max_steps=3, progress=False, resume=True)  # grows by one work item
     assert (again.skipped, again.attempted, again.failed_dropped) == (2, 1, 3)
+
+
+def test_lidar_extra_is_the_newest_finished_scan(task_config, tmp_path):
+    """--extras lidar: a 10 Hz VLP-16 over the 20 Hz control loop; each frame holds the newest finished scan as
+    a ring x azimuth range image, read back with pyarrow; rosette profiles are refused before anything is written."""
+    import yaml
+
+    from vlatwin.errors import VlatwinError
+    from vlatwin.record import record
+    from vlatwin.sensors.lidar.range_image import range_image
+
+    data = yaml.safe_load(task_config.read_text())
+    data["scene"]["lidars"] = [{"name": "vlp", "profile": "VLP-16", "position": [1.2, -0.6, 1.2], "rpy_deg": [0, 15, 150], "blocks": 4}]
+    config = tmp_path / "lidar.yaml"
+    config.write_text(yaml.safe_dump(data))
+    scans: list = []
+
+    def on_step(index, step):
+        scans.append(step.observation.sensors.get("vlp"))
+
+    out = tmp_path / "ds"
+    record(config, out, episodes=1, max_steps=8, keep_failed=True, extras=("lidar",), progress=False, on_step=on_step)
+    info = _info(out)
+    assert info["features"]["observation.lidar.vlp"]["shape"] == [16, 1800]
+    column = _data(out).column("observation.lidar.vlp").to_pylist()
+    images = [np.asarray(rows, dtype=np.float32) for rows in column]
+    assert len(images) == 8 and all(im.shape == (16, 1800) for im in images)
+    # The first two control steps come before the first 0.1 s scan has finished: empty images.
+    assert not images[0].any() and scans[0] is None
+    for image, scan in zip(images, scans):
+        if scan is not None:
+            np.testing.assert_array_equal(image, range_image(scan, _profile("VLP-16")))
+    hit = images[-1][images[-1] > 0]
+    profile = _profile("VLP-16")  # ranges within its limits, give or take the range noise
+    assert hit.size > 2000 and hit.min() >= profile.min_range - 6 * profile.range_sigma and hit.max() <= profile.max_range + 1.0
+    data["scene"]["lidars"][0]["profile"] = "Mid-360"
+    config.write_text(yaml.safe_dump(data))
+    with pytest.raises(VlatwinError, match="no fixed ring x column grid"):
+        record(config, tmp_path / "ds2", episodes=1, max_steps=2, extras=("lidar",), progress=False)
+    assert not (tmp_path / "ds2" / "meta" / "info.json").exists()
+
+
+def _profile(name):
+    from vlatwin.sensors.lidar.profiles import resolve_profile
+
+    return resolve_profile(name)

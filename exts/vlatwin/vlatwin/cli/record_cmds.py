@@ -33,7 +33,7 @@ def register(groups) -> None:
     rec.add_argument("--max-steps", type=int, default=None, help="control steps per episode at most (default: the task's)")
     rec.add_argument("--action-space", default=None, help="action space to record (must be the policy's; default: the policy's)")
     rec.add_argument("--cameras", default=None, help="comma-separated camera names (default: every scene camera)")
-    rec.add_argument("--extras", default="", help="extra per-frame features: depth,segmentation (default: none)")
+    rec.add_argument("--extras", default="", help="extra per-frame features: depth,segmentation,lidar (lidar: each scene LIDAR's newest finished scan as a ring x azimuth range image [m], 0 = no return; rotating profiles; default: none)")
     rec.add_argument("--codec", default="auto", help="video encoder (default: auto = libsvtav1 if available, else h264, mpeg4)")
     rec.add_argument("--crf", type=int, default=23, help="video quality, lower is better (default: %(default)s)")
     rec.add_argument("--no-progress", action="store_true", help="hide the progress bar")

@@ -31,7 +31,7 @@ import importlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ SCENE_FILE = f"{VLATWIN_META}/scene.usda"
 DROPPED_DIR = f"{VLATWIN_META}/dropped"
 SIDE_EPISODES_FILE = f"{VLATWIN_META}/episodes.jsonl"
 OBJECTS_PREFIX = "/World/Objects/"
-EXTRAS = ("depth", "segmentation")
+EXTRAS = ("depth", "segmentation", "lidar")
 
 #: task name -> factory(config) -> Task. Built-in tasks come from the config's ``task:`` section.
 TASKS: dict[str, Callable] = {}
@@ -198,9 +198,13 @@ class Rig:
     controller: object
     loop: object
     chain: object
+    lidar_cfgs: list = field(default_factory=list)
 
 
-def build_rig(stage_path: Path, physics: dict, camera_cfgs: list, action_space: str, control_hz: float, annotators, *, policy_factory=None, recorders=()):
+def build_rig(
+    stage_path: Path, physics: dict, camera_cfgs: list, action_space: str, control_hz: float, annotators, *,
+    policy_factory=None, recorders=(), lidar_cfgs=(),
+):
     from vlatwin.config.generate_cfg import CameraRandomizationCfg
     from vlatwin.control import make_controller
     from vlatwin.loop.control_loop import ControlLoop
@@ -229,17 +233,34 @@ def build_rig(stage_path: Path, physics: dict, camera_cfgs: list, action_space: 
             model = CameraModel.from_cfg(cam)
             renderer.add_camera(cam.name, model)
             cameras.append(CameraSensorNewton(renderer, cam, model, None, list(annotators), CameraRandomizationCfg(), None, geometry))
+    lidars = []
+    for lidar_cfg in lidar_cfgs:
+        from vlatwin.sdg.newton_worker import lidar_pose_fn
+        from vlatwin.sensors.lidar.newton_lidar import LidarNewton
+
+        sensor = LidarNewton(
+            sim, stage, lidar_cfg.resolved_profile, blocks=lidar_cfg.blocks, name=lidar_cfg.name, noise=lidar_cfg.noise,
+            labels=cameras[0].renderer.labels if cameras else None,
+        )
+        sensor.set_pose_fn(lidar_pose_fn(sim, lidar_cfg))
+        lidars.append(sensor)
     chain = panda_chain(stage)
     if action_space == "ee_delta_pose" and chain is None:
         raise VlatwinError("action space 'ee_delta_pose' needs the built-in Panda's TCP chain; the stage has none")
     controller = make_controller(action_space, info=sim.info, chain=chain, control_dt=1.0 / control_hz)
     started = StartedSim(sim)
     policy = policy_factory(sim, chain, controller) if policy_factory is not None else None
-    loop = ControlLoop(started, control_hz=control_hz, sensors=cameras, controller=controller, policy=policy, recorders=list(recorders))
-    return Rig(sim=sim, started=started, stage=stage, cameras=cameras, controller=controller, loop=loop, chain=chain)
+    loop = ControlLoop(
+        started, control_hz=control_hz, sensors=[*cameras, *lidars], controller=controller, policy=policy,
+        recorders=list(recorders), refit=sim.refit_render_scene,
+    )
+    return Rig(
+        sim=sim, started=started, stage=stage, cameras=cameras, controller=controller, loop=loop, chain=chain,
+        lidar_cfgs=list(lidar_cfgs),
+    )
 
 
-def dataset_features(info, controller, camera_cfgs, extras) -> dict:
+def dataset_features(info, controller, camera_cfgs, extras, lidar_cfgs=()) -> dict:
     joints = [p.rsplit("/", 1)[-1] for p in info.joint_names]
     feats = {"observation.state": {"dtype": "float32", "shape": (len(joints),), "names": joints}}
     objects = object_bodies(info)
@@ -255,10 +276,17 @@ def dataset_features(info, controller, camera_cfgs, extras) -> dict:
             feats[f"observation.depth.{cam.name}"] = {"dtype": "float32", "shape": (h, w), "names": ["height", "width"]}
         if "segmentation" in extras:
             feats[f"observation.segmentation.{cam.name}"] = {"dtype": "int32", "shape": (h, w), "names": ["height", "width"]}
+    if "lidar" in extras:
+        from vlatwin.sensors.lidar.range_image import range_image_shape
+
+        for lidar in lidar_cfgs:
+            rings, columns = range_image_shape(lidar.resolved_profile)
+            # The newest finished scan at each frame, as a range image [m] (0 = no return).
+            feats[f"observation.lidar.{lidar.name}"] = {"dtype": "float32", "shape": (rings, columns), "names": ["ring", "column"]}
     return feats
 
 
-def frame_from_observation(obs, action, info, camera_cfgs, extras) -> dict:
+def frame_from_observation(obs, action, info, camera_cfgs, extras, lidar_cfgs=()) -> dict:
     frame = {"observation.state": np.asarray(obs.state.joint_q, dtype=np.float32)}
     objects = object_bodies(info)
     if objects:
@@ -274,6 +302,16 @@ def frame_from_observation(obs, action, info, camera_cfgs, extras) -> dict:
             seg = data["semantic_segmentation"]
             seg = seg["data"] if isinstance(seg, dict) else seg
             frame[f"observation.segmentation.{cam.name}"] = np.asarray(seg).astype(np.int32).reshape(frame[f"observation.images.{cam.name}"].shape[:2])
+    if "lidar" in extras:
+        from vlatwin.sensors.lidar.range_image import range_image, range_image_shape
+
+        for lidar in lidar_cfgs:
+            profile = lidar.resolved_profile
+            points = obs.sensors.get(lidar.name)
+            # Before the first scan has finished (it spans 1 / rate_hz), the frame holds an empty image.
+            frame[f"observation.lidar.{lidar.name}"] = (
+                range_image(points, profile) if points is not None else np.zeros(range_image_shape(profile), np.float32)
+            )
     return frame
 
 
@@ -320,7 +358,7 @@ class EpisodeWorker(Worker):
                 # item starts from a fresh reset.
                 diverged = str(exc)
                 break
-            frames.append(frame_from_observation(obs, step.action, info, self.camera_cfgs, self.extras))
+            frames.append(frame_from_observation(obs, step.action, info, self.camera_cfgs, self.extras, rig.lidar_cfgs))
             if self.on_step is not None:
                 self.on_step(index, step)
             success = tracker.update(bool(task.success(step.next_state, info)), k)
@@ -495,11 +533,22 @@ def record(
         policy_holder["policy"] = p
         return Float32Actions(p)
 
-    rig = build_rig(stage_path or stage_tmp, physics, camera_cfgs, space, the_task.control_hz, annotators_for(extras), policy_factory=policy_factory)
+    lidar_cfgs = list(config.scene.lidars) if "lidar" in extras else []
+    if "lidar" in extras:
+        if not lidar_cfgs:
+            raise VlatwinError(f"{config_path}: --extras lidar needs scene.lidars in the config")
+        from vlatwin.sensors.lidar.range_image import range_image_shape
+
+        for lidar in lidar_cfgs:
+            range_image_shape(lidar.resolved_profile)  # rotating profiles only, refused before anything is written
+    rig = build_rig(
+        stage_path or stage_tmp, physics, camera_cfgs, space, the_task.control_hz, annotators_for(extras),
+        policy_factory=policy_factory, lidar_cfgs=lidar_cfgs,
+    )
     info = rig.sim.info
     try:
         if not continuing:
-            features = dataset_features(info, rig.controller, camera_cfgs, extras)
+            features = dataset_features(info, rig.controller, camera_cfgs, extras, lidar_cfgs)
             robot_type = "panda" if rig.chain is not None else None
             writer = LeRobotDatasetWriter.create(out_dir, round(the_task.control_hz), features, robot_type, codec=codec, crf=crf)
             stage_path = out_dir / SCENE_FILE
