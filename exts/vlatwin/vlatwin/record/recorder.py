@@ -394,6 +394,9 @@ class RecordResult:
     failed_kept: int
     failed_dropped: int
     wall_time: float
+    """[s], everything: scene build, loading, episodes, finalize."""
+    episode_time: float = 0.0
+    """[s] spent in the episodes: simulate + render + encode + write + commit (no set-up)."""
 
 
 def _check_out_dir(out_dir: Path, resume: bool) -> bool:
@@ -577,12 +580,14 @@ def record(
         todo = [i for i in range(episodes) if i not in done_items]
         bar = _progress(len(todo), progress)
         attempted = 0
+        episode_time = 0.0
         worker = EpisodeWorker(
             rig, the_task, policy_holder["policy"], steps_cap=steps_cap, camera_cfgs=camera_cfgs, extras=extras,
             policy_name=policy, action_space=space, on_step=on_step,
         )
         try:
             for i in todo:
+                t_item = time.perf_counter()
                 result = worker.run(i, seed)
                 frames, extra = result.outputs["frames"], result.record
                 success = extra["success"]
@@ -597,6 +602,7 @@ def record(
                     counts["failed_dropped"] += 1
                 attempted += 1
                 write_run(False)
+                episode_time += time.perf_counter() - t_item
                 if bar is not None:
                     bar.update(1)
                     bar.set_postfix(kept=writer.num_episodes, dropped=counts["failed_dropped"], refresh=False)
@@ -616,6 +622,7 @@ def record(
     return RecordResult(
         out_dir=out_dir, attempted=attempted, skipped=len(done_items), kept=writer.num_episodes, succeeded=counts["succeeded"],
         failed_kept=counts["failed_kept"], failed_dropped=counts["failed_dropped"], wall_time=time.perf_counter() - t0,
+        episode_time=episode_time,
     )
 
 

@@ -239,11 +239,55 @@ def downsample_for_stats(image: np.ndarray) -> np.ndarray:
     return image[::f, ::f]
 
 
+def _uint8_stats(pixels: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`feature_stats` of (N, C) uint8 samples from one 256-bin count per channel (same quantile
+    algorithm: the counts are re-binned into the min..max histogram exactly, since each value lands in one bin)."""
+    n, channels = pixels.shape
+    values = np.arange(256, dtype=np.float64)
+    stats = {k: np.zeros(channels) for k in ("min", "max", "mean", "std", *QUANTILE_KEYS)}
+    stats["count"] = np.array([n], dtype=np.int64)
+    for c in range(channels):
+        counts = np.bincount(pixels[:, c], minlength=256).astype(np.float64)
+        present = np.flatnonzero(counts)
+        lo, hi = values[present[0]], values[present[-1]]
+        mean = counts @ values / n
+        stats["min"][c], stats["max"][c], stats["mean"][c] = lo, hi, mean
+        stats["std"][c] = np.sqrt(max(counts @ (values - mean) ** 2 / n, 0.0))
+        if n < 2:
+            for key in QUANTILE_KEYS:
+                stats[key][c] = mean
+            continue
+        edges = np.linspace(lo - 1e-10, hi + 1e-10, 5000 + 1)
+        bins = np.clip(np.searchsorted(edges, values[present], side="right") - 1, 0, 4999)
+        hist = np.bincount(bins, weights=counts[present], minlength=5000)
+        for key, q in zip(QUANTILE_KEYS, _quantiles_from_counts(hist, edges, n)):
+            stats[key][c] = q
+    return stats
+
+
+def _quantiles_from_counts(hist: np.ndarray, edges: np.ndarray, n: int) -> list[float]:
+    cumsum = np.cumsum(hist)
+    out = []
+    for q in QUANTILES:
+        target = q * n
+        idx = int(np.searchsorted(cumsum, target))
+        if idx == 0:
+            out.append(float(edges[0]))
+        elif idx >= len(cumsum):
+            out.append(float(edges[-1]))
+        else:
+            before = cumsum[idx - 1]
+            inside = cumsum[idx] - before
+            out.append(float(edges[idx]) if inside == 0 else float(edges[idx] + (target - before) / inside * (edges[idx + 1] - edges[idx])))
+    return out
+
+
 def image_stats(frames: list[np.ndarray]) -> dict[str, np.ndarray]:
     """Per-channel stats of sampled uint8 frames scaled to [0, 1]; shapes (C, 1, 1), count = frames sampled."""
     picked = [downsample_for_stats(frames[i]) for i in sample_indices(len(frames))]
     arr = np.stack(picked)  # (N, H, W, C)
-    stats = feature_stats(arr.reshape(-1, arr.shape[-1]))
+    pixels = arr.reshape(-1, arr.shape[-1])
+    stats = _uint8_stats(pixels) if pixels.dtype == np.uint8 else feature_stats(pixels)
     out = {k: (v if k == "count" else (v / 255.0).reshape(-1, 1, 1)) for k, v in stats.items()}
     out["count"] = np.array([len(picked)], dtype=np.int64)
     return out
