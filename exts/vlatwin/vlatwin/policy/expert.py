@@ -45,6 +45,8 @@ FINGERTIP_BEYOND_TCP = 0.007
 FINGER_HALF_THICKNESS = 0.01
 #: Widest object the open gripper fits around [m] (2 x 0.04 m travel).
 GRIPPER_MAX_WIDTH = 0.08
+#: Body name suffixes of the two fingers (built-in Panda).
+FINGER_BODIES = ("panda_leftfinger", "panda_rightfinger")
 
 #: The hand pointing straight down: TCP x = world x, z = world -z (yaw 0).
 R_DOWN = np.diag([1.0, -1.0, -1.0])
@@ -97,6 +99,26 @@ class ExpertParams:
     """``reach``: the TCP stops this far above the target point [m]."""
     joint7_margin: float = 0.2
     """Keep joint 7 this far inside its limits when choosing a grasp yaw [rad]."""
+    accel: float = 0.4
+    """TCP acceleration limit of the smooth (ramped) moves: lift with an object, carry, place [m/s^2]."""
+    carry_speed: float = 0.15
+    """Top TCP speed while carrying an object [m/s]."""
+    carry_clearance: float = 0.04
+    """``pick_place``: the carried object's bottom stays this far above the support's top [m]."""
+    carry_min_lift: float = 0.04
+    """``pick_place``: lift the object at least this far off the table before carrying [m]."""
+    settle_steps: int = 4
+    """Control steps to hold still (and average the object's pose) before carrying and before lowering."""
+    place_tolerance: float = 0.004
+    """``pick_place``: horizontal object-to-target error corrected before lowering [m]."""
+    max_place_corrections: int = 3
+    """``pick_place``: correction moves above the target before lowering anyway."""
+    place_clearance: float = 0.004
+    """``pick_place``: release when the object is this close to its resting height on the support [m]."""
+    limit_slow_zone: float = 0.25
+    """Move at ``slow_speed`` while an arm joint (but the last) is this close to a limit [rad]."""
+    drop_tolerance: float = 0.025
+    """The object counts as slipped/dropped when it sank this far in the fingers since the grasp [m]."""
 
 
 def _pose_w(pose7) -> np.ndarray:
@@ -202,6 +224,11 @@ class ScriptedExpert(Policy):
         self._grip_open = np.asarray(joints.gripper_open_q, dtype=float)
         self._grip_closed = np.asarray(joints.gripper_closed_q, dtype=float)
         self._q7_limits = (float(chain.lower[-1]), float(chain.upper[-1]))
+        # The finger bodies' midpoint is where a held object really is: the TCP from the measured joint
+        # angles misses the joints' own compliance (XPBD joints stretch by up to ~3 cm under load).
+        paths = tuple(getattr(info, "body_paths", ()))
+        fingers = [next((i for i, b in enumerate(paths) if b.endswith(suffix)), None) for suffix in FINGER_BODIES]
+        self._finger_bodies = None if None in fingers else fingers
         self.reset()
 
     @classmethod
@@ -226,6 +253,9 @@ class ScriptedExpert(Policy):
         self._finger_prev: np.ndarray | None = None
         self._still = 0
         self._hold_pose: np.ndarray | None = None
+        self._v = 0.0  # TCP speed of the last commanded step [m/s]
+        self._grip_rel0: np.ndarray | None = None  # object - hand at the grasp (world)
+        self._samples: list[np.ndarray] = []
         self.history: list[str] = []
 
     # -------------------------------------------------------------- state access
@@ -260,6 +290,10 @@ class ScriptedExpert(Policy):
         self._finger_speed = 0.0 if self._finger_prev is None else float(np.max(np.abs(fingers - self._finger_prev))) / self.dt
         self._finger_prev = fingers
         self._fingers = fingers
+        self._hand_w = self._tcp_w[:3, 3].copy()
+        if self._finger_bodies is not None:
+            poses = np.asarray(state.body_pose_w, dtype=float)
+            self._hand_w = 0.5 * (poses[self._finger_bodies[0], :3] + poses[self._finger_bodies[1], :3])
         if self._yaw is None:
             self._yaw = _yaw_of(self._tcp_w[:3, :3])
 
@@ -269,9 +303,14 @@ class ScriptedExpert(Policy):
         target_w, speed = handler(goal, state)
         self.phase_steps += 1
         target_b = self._T_bw @ target_w
+        # Near a joint limit (the folded arm close to the base) XPBD blows up on fast motion: slow down.
+        lo, hi = np.asarray(self.chain.lower, float)[:-1], np.asarray(self.chain.upper, float)[:-1]
+        if float(np.min(np.minimum(q[:-1] - lo, hi - q[:-1]))) < self.p.limit_slow_zone:
+            speed = min(speed, self.p.slow_speed)
         dp, rpy = step_towards(self._cmd, target_b, speed * self.dt, self.p.rot_speed * self.dt)
         self._cmd_before = self._cmd
         self._cmd = apply_ee_delta(self._cmd, dp, rpy)
+        self._v = float(np.linalg.norm(dp)) / self.dt
         return np.r_[dp, rpy, self.grip]
 
     def executed(self, action) -> None:
@@ -317,6 +356,25 @@ class ScriptedExpert(Policy):
         """Measured closure in [0, 1] (0 open)."""
         span = self._grip_open - self._grip_closed
         return float(np.clip(np.mean((self._grip_open - self._fingers) / np.where(span == 0, 1, span)), 0, 1))
+
+    def _smooth(self, target_w: np.ndarray, vmax: float) -> tuple[np.ndarray, float]:
+        """(target, speed) for a ramped move: accelerate from the last step's speed by at most ``accel`` and
+        brake to land on the target (a held object follows gentle accelerations)."""
+        a = self.p.accel
+        dist = float(np.linalg.norm((self._T_bw @ target_w)[:3, 3] - self._cmd[:3, 3]))
+        v = min(vmax, self._v + a * self.dt, max(np.sqrt(2.0 * a * dist), 2.0 * a * self.dt))
+        return target_w, v
+
+    def _mark_grasp(self, obj_w: np.ndarray) -> None:
+        self._grip_rel0 = obj_w - self._hand_w
+
+    def _dropped(self, obj_w: np.ndarray) -> bool:
+        """The object sank in (or left) the fingers since the grasp."""
+        if self._grip_rel0 is None:
+            return False
+        rel = obj_w - self._hand_w
+        tol = self.p.drop_tolerance if self._finger_bodies is not None else 0.03
+        return bool(rel[2] < self._grip_rel0[2] - tol or np.linalg.norm(rel[:2] - self._grip_rel0[:2]) > 0.03)
 
     def _hold(self) -> tuple[np.ndarray, float]:
         if self._hold_pose is None:
@@ -380,8 +438,12 @@ class ScriptedExpert(Policy):
         self.grip = 1.0 if goal.gripper == "close" else 0.0
         return self._dest, p.slow_speed
 
-    def _pick(self, goal, state, *, after_lift: str):
-        """Shared pick phases; returns (target, speed) or None once lifted (phase == after_lift)."""
+    def _pick(self, goal, state, *, after_lift: str, lift_height: Callable[[float], float] | None = None, smooth: bool = False):
+        """Shared pick phases; returns (target, speed) or None once lifted (phase == after_lift).
+
+        ``lift_height(object start z)``: how far to lift [m] (default: the goal's ``lift_height`` + ``lift_margin``);
+        ``smooth``: ramp the lift's speed (see :meth:`_smooth`).
+        """
         p = self.p
         pose, half = self._object(goal, state)
         obj_w = pose[:3, 3]
@@ -418,6 +480,9 @@ class ScriptedExpert(Policy):
                 self._grasp_z_offset = self._tcp_w[2, 3] - obj_w[2]
                 self._lift_start = self._tcp_w[:3, 3].copy()
                 self._obj_start_z = obj_w[2]
+                self._mark_grasp(obj_w)
+                height = goal.lift_height + p.lift_margin if lift_height is None else lift_height(obj_w[2])
+                self._lift_z = self._obj_start_z + self._grasp_z_offset + height
                 self._set_phase("lift")
             else:
                 return self._T_wb @ self._cmd, p.slow_speed
@@ -431,12 +496,13 @@ class ScriptedExpert(Policy):
         if self.phase == "lift":
             self.grip = 1.0
             # The object must follow the hand; if it stayed behind, open and try again.
-            if self._tcp_w[2, 3] - obj_w[2] > self._grasp_z_offset + 0.03:
+            if self._dropped(obj_w):
                 return self._regrasp("object slipped")
-            lift_z = self._obj_start_z + self._grasp_z_offset + goal.lift_height + p.lift_margin
-            top = self._down([self._lift_start[0], self._lift_start[1], lift_z])
+            top = self._down([self._lift_start[0], self._lift_start[1], self._lift_z])
             if self._arrived(top, 0.01):
                 self._set_phase(after_lift)
+            elif smooth:
+                return self._smooth(top, p.speed * 0.6)
             else:
                 return top, p.slow_speed if self.phase_steps < 8 else p.speed * 0.6
         return None
@@ -444,6 +510,7 @@ class ScriptedExpert(Policy):
     def _regrasp(self, why: str):
         self.retries += 1
         self.failure = why
+        self._grip_rel0 = None
         if self.retries > self.p.max_retries:
             self._set_phase("give_up")
             self.grip = 0.0
@@ -461,53 +528,101 @@ class ScriptedExpert(Policy):
         pose, _ = self._object(goal, state)
         if self.phase == "hold":
             self.grip = 1.0
-            if self._tcp_w[2, 3] - pose[2, 3] > self._grasp_z_offset + 0.03:
+            if self._dropped(pose[:3, 3]):
                 self._hold_pose = None
                 return self._regrasp("object dropped")
             return self._hold()
         return self._hold()
 
+    def _cmd_at(self, target_w: np.ndarray) -> bool:
+        """The commanded pose reached ``target_w`` (whatever the measured pose does)."""
+        cmd_w = self._T_wb @ self._cmd
+        return bool(np.linalg.norm(cmd_w[:3, 3] - target_w[:3, 3]) < 1e-4
+                    and np.linalg.norm(matrix_to_rotvec(target_w[:3, :3] @ cmd_w[:3, :3].T)) < 2e-3)
+
     def _skill_pick_place(self, goal, state):
+        """Pick, lift just clear of the support, settle, carry (ramped, open loop in the commanded frame),
+        correct the object's measured offset above the target, lower, release, retreat.
+
+        The carry moves the *commanded* TCP by the object's offset from the target measured while the arm
+        stands still, instead of chasing the measured object every step: the measured TCP and object
+        oscillate under XPBD while moving, and chasing them builds up a limit cycle.
+        """
         p = self.p
         if self.phase in ("give_up", "done"):
             return self._hold()
-        out = self._pick(goal, state, after_lift="carry")
+        target = np.asarray(goal.target_w, float)
+        pose, _ = self._object(goal, state)
+
+        def lift_height(z0: float) -> float:
+            # The object's bottom carry_clearance above the support's top (target z - hz).
+            return max(p.carry_min_lift, target[2] + p.carry_clearance - z0)
+
+        out = self._pick(goal, state, after_lift="settle", lift_height=lift_height, smooth=True)
         if out is not None:
             return out
-        pose, _ = self._object(goal, state)
         obj_w = pose[:3, 3]
-        target = np.asarray(goal.target_w, float)
-        # Put the object centre on the target: move the TCP by the object's offset from it.
-        off = self._tcp_w[:3, 3] - obj_w
-        place_z = target[2] + self._grasp_z_offset + 0.004
-        carry_z = max(self._tcp_w[2, 3], place_z + p.approach_height) if self.phase == "carry" else place_z + p.approach_height
-        if self.phase in ("carry", "lower") and self._tcp_w[2, 3] - obj_w[2] > self._grasp_z_offset + 0.03:
+        # (While lowering, the support pushes the object up in the fingers once it touches.)
+        lowering_near = self.phase == "lower" and obj_w[2] - target[2] < 0.015
+        if self.phase in ("settle", "carry", "adjust", "lower") and not lowering_near and self._dropped(obj_w):
             self._hold_pose = None
             return self._regrasp("object dropped")
-        if self.phase == "carry":
+        if self.phase == "settle":
             self.grip = 1.0
             if self.phase_steps == 0:
-                self._carry_z = carry_z
-            dest = self._down([target[0] + off[0], target[1] + off[1], self._carry_z])
-            centred = np.linalg.norm(obj_w[:2] - target[:2]) < 0.006 or self.phase_steps > 60
-            if centred and self._arrived(dest, 0.01):
-                self._set_phase("lower")
+                self._samples = []
+                self._corrections = 0
+                self._still_pose = self._T_wb @ self._cmd
+            self._samples.append(self._still_pose[:3, 3] - obj_w)
+            if len(self._samples) < p.settle_steps:
+                return self._still_pose, p.slow_speed
+            self._carry_off = np.mean(self._samples, axis=0)  # commanded TCP - object
+            self._carry_z = self._still_pose[2, 3]
+            self._set_phase("carry")
+        off = self._carry_off
+        above = self._down([target[0] + off[0], target[1] + off[1], self._carry_z])
+        if self.phase == "carry":
+            self.grip = 1.0
+            if self._cmd_at(above):
+                self._set_phase("adjust")
             else:
-                return dest, p.speed * 0.6
+                return self._smooth(above, p.carry_speed)
+        if self.phase == "adjust":
+            self.grip = 1.0
+            if self.phase_steps == 0:
+                self._samples = []
+            self._samples.append(obj_w[:2] - target[:2])
+            if len(self._samples) < p.settle_steps:
+                return above, p.slow_speed
+            err = np.mean(self._samples, axis=0)
+            if np.linalg.norm(err) > p.place_tolerance and self._corrections < p.max_place_corrections:
+                self._corrections += 1
+                self._carry_off[:2] -= err
+                self._set_phase("carry")
+                off = self._carry_off
+                return self._smooth(self._down([target[0] + off[0], target[1] + off[1], self._carry_z]), p.slow_speed)
+            self._set_phase("lower")
         if self.phase == "lower":
             self.grip = 1.0
+            place_z = target[2] + off[2] + p.place_clearance
             dest = self._down([target[0] + off[0], target[1] + off[1], place_z])
-            if self._arrived(dest, 0.006) or obj_w[2] - target[2] < 0.003:
+            if self.phase_steps == 0:
+                self._wait = 0
+            self._wait = self._wait + 1 if self._cmd_at(dest) else 0
+            # Release once the object rests on the support (or the hand has stood at the place pose a while).
+            if obj_w[2] - target[2] < p.place_clearance or self._wait > p.settle_steps:
                 self._set_phase("release")
             else:
-                return dest, p.slow_speed
+                return self._smooth(dest, p.slow_speed)
         if self.phase == "release":
             self.grip = 0.0
+            if self.phase_steps == 0:
+                self._still_pose = self._T_wb @ self._cmd
             if self.phase_steps >= p.open_steps and self._closure() < 0.3:
-                self._retreat = self._tcp_w[:3, 3] + np.array([0, 0, p.approach_height])
+                self._retreat = self._still_pose[:3, 3] + np.array([0, 0, p.approach_height * 0.6])
                 self._set_phase("retreat")
             else:
-                return self._T_wb @ self._cmd, p.slow_speed
+                return self._still_pose, p.slow_speed
         if self.phase == "retreat":
             self.grip = 0.0
             dest = self._down(self._retreat)
@@ -550,7 +665,12 @@ class ScriptedExpert(Policy):
                 return start, p.speed
         if self.phase == "lower":
             start = self._down([*(obj[:2] - self._push_dir * (r + FINGER_HALF_THICKNESS + p.push_gap)), z], self._push_yaw)
-            if self._arrived(start, 0.006):
+            if self.phase_steps == 0:
+                self._wait = 0
+            cmd_w = self._T_wb @ self._cmd
+            self._wait = self._wait + 1 if np.linalg.norm(cmd_w[:3, 3] - start[:3, 3]) < 1e-3 else 0
+            # Arrived, or the command stands there and the measured TCP stays a few mm off (joint sag).
+            if self._arrived(start, 0.006) or self._wait > p.settle_steps:
                 self._set_phase("push")
             else:
                 return start, p.speed if self._tcp_w[2, 3] > z + 0.04 else p.slow_speed
@@ -558,8 +678,7 @@ class ScriptedExpert(Policy):
             if dist < p.push_tolerance:
                 self._set_phase("retreat")
             else:
-                tcp = self._tcp_w[:3, 3]
-                rel = tcp[:2] - obj[:2]
+                rel = self._hand_w[:2] - obj[:2]  # the fingers' real position (see __init__)
                 lateral = float(rel @ np.array([-d[1], d[0]]))
                 along = float(rel @ d)
                 if abs(lateral) > p.push_lateral_limit or along > -r:
@@ -579,7 +698,11 @@ class ScriptedExpert(Policy):
                     speed = p.slow_speed * (0.5 if dist < 0.03 else 1.0)
                     return dest, speed
         if self.phase in ("realign", "retreat"):
-            up = self._down([self._tcp_w[0, 3], self._tcp_w[1, 3], z + p.approach_height * 0.6])
+            if self.phase_steps == 0:  # straight up from the commanded pose (a target that follows the
+                # measured TCP moves every step and is never reached)
+                cmd_w = self._T_wb @ self._cmd
+                self._up_xy = cmd_w[:2, 3].copy()
+            up = self._down([self._up_xy[0], self._up_xy[1], z + p.approach_height * 0.6])
             if self._arrived(up, 0.015):
                 self._set_phase("approach" if self.phase == "realign" else "done")
             return up, p.slow_speed
