@@ -26,3 +26,14 @@ def test_image_stats_are_per_channel_in_unit_range():
     np.testing.assert_allclose(stats["mean"].ravel(), [0.0, 128 / 255, 1.0])
     np.testing.assert_allclose(stats["std"].ravel(), 0.0, atol=1e-12)
     assert int(stats["count"][0]) == 5
+
+
+def test_non_finite_samples_carry_no_statistics():
+    """Depth's inf (no hit) is left out: stats.json stays finite; a column without finite values reads 0."""
+    x = np.array([[1.0, np.inf, np.inf], [3.0, 2.0, np.nan], [np.inf, 4.0, np.inf]], dtype=np.float32)
+    stats = feature_stats(x)
+    np.testing.assert_allclose(stats["mean"], [2.0, 3.0, 0.0])
+    np.testing.assert_allclose(stats["min"], [1.0, 2.0, 0.0])
+    np.testing.assert_allclose(stats["max"], [3.0, 4.0, 0.0])
+    assert all(np.all(np.isfinite(v)) for v in stats.values())
+    assert int(stats["count"][0]) == 3

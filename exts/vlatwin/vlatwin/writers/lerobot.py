@@ -204,9 +204,20 @@ def _quantiles_from_histogram(column: np.ndarray, lo: float, hi: float, bins: in
 
 
 def feature_stats(rows: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-column stats of (N, D) samples: min, max, mean, std, count (N) and the quantiles (float64)."""
+    """Per-column stats of (N, D) samples: min, max, mean, std, count (N) and the quantiles (float64).
+
+    Non-finite samples (a depth image's inf = no hit) carry no statistics: each column's stats come from
+    its finite values (0 for a column with none), so stats.json stays finite and comparable.
+    """
     rows = rows.astype(np.result_type(rows.dtype, np.float32), copy=False).reshape(rows.shape[0], -1)
     n = rows.shape[0]
+    finite = np.isfinite(rows)
+    if not finite.all():
+        per_column = [feature_stats(rows[finite[:, d], d][:, None]) if finite[:, d].any() else None for d in range(rows.shape[1])]
+        keys = ("min", "max", "mean", "std", *QUANTILE_KEYS)
+        stats = {k: np.array([c[k][0] if c is not None else 0.0 for c in per_column], dtype=np.float64) for k in keys}
+        stats["count"] = np.array([n], dtype=np.int64)
+        return stats
     stats = {
         "min": rows.min(axis=0).astype(np.float64),
         "max": rows.max(axis=0).astype(np.float64),
