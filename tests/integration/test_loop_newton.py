@@ -127,3 +127,23 @@ def test_usd_edited_stage_generates_what_the_edit_says(tmp_path):
     index, labels = decode_colorized(np.asarray(Image.open(out / "top" / "instance_segmentation_0000.png")), mapping)
     key = next(k for k, v in labels.items() if v == "/World/Objects/new_cube")
     assert np.count_nonzero(index == key) > 50
+
+
+def test_bad_settings_for_a_stage_name_the_settings_file(tmp_path):
+    """Errors in --settings name that file, and nothing is written to --out."""
+    from vlatwin.errors import VlatwinError
+    from vlatwin.sdg.pipeline import generate
+
+    stage = __import__("pathlib").Path(__file__).resolve().parents[2] / "usd_assets" / "tabletop.usda"
+    cases = {
+        "scene: {}\ngenerate: {frames: 1}\n": "take a 'generate:' section only",
+        "generate: {frames: 1, bogus: 2}\n": "generate.bogus: unknown key",
+        "generate: {frames: 0}\n": "generate.frames",
+    }
+    for i, (text, message) in enumerate(cases.items()):
+        settings = tmp_path / f"settings_{i}.yaml"
+        settings.write_text(text)
+        with pytest.raises(VlatwinError, match=message) as err:
+            generate(stage, tmp_path / f"out_{i}", settings=settings, progress=False)
+        assert str(err.value).startswith(str(settings)) and "\n" not in str(err.value)
+        assert not (tmp_path / f"out_{i}").exists()

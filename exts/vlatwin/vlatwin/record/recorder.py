@@ -474,6 +474,14 @@ def record(
             if name not in known:
                 raise VlatwinError(f"unknown camera {name!r}; scene cameras: {', '.join(known) or 'none'}")
         camera_cfgs = [c for c in camera_cfgs if c.name in cameras]
+    lidar_cfgs = list(config.scene.lidars) if "lidar" in extras else []
+    if "lidar" in extras:
+        if not lidar_cfgs:
+            raise VlatwinError(f"{config_path}: --extras lidar needs scene.lidars in the config")
+        from vlatwin.sensors.lidar.range_image import range_image_shape
+
+        for lidar in lidar_cfgs:
+            range_image_shape(lidar.resolved_profile)  # rotating profiles only, refused before anything is written
     if abs(the_task.control_hz - round(the_task.control_hz)) > 1e-9:
         raise VlatwinError(f"task control rate {the_task.control_hz} Hz: LeRobot datasets need a whole-number fps")
     steps_cap = int(max_steps or the_task.max_steps)
@@ -536,14 +544,6 @@ def record(
         policy_holder["policy"] = p
         return Float32Actions(p)
 
-    lidar_cfgs = list(config.scene.lidars) if "lidar" in extras else []
-    if "lidar" in extras:
-        if not lidar_cfgs:
-            raise VlatwinError(f"{config_path}: --extras lidar needs scene.lidars in the config")
-        from vlatwin.sensors.lidar.range_image import range_image_shape
-
-        for lidar in lidar_cfgs:
-            range_image_shape(lidar.resolved_profile)  # rotating profiles only, refused before anything is written
     rig = build_rig(
         stage_path or stage_tmp, physics, camera_cfgs, space, the_task.control_hz, annotators_for(extras),
         policy_factory=policy_factory, lidar_cfgs=lidar_cfgs,

@@ -297,12 +297,35 @@ def load_run_source(source: Path, settings: str | Path | None = None):
                 raise VlatwinError(f"{settings}: YAML syntax error: {exc}") from None
             if not isinstance(settings_data, dict):
                 raise VlatwinError(f"{settings}: expected a mapping with a 'generate:' section")
+            unknown = sorted(set(settings_data) - {"generate"})
+            if unknown:
+                raise VlatwinError(
+                    f"{settings}: settings for a USD stage take a 'generate:' section only (the scene is the stage); "
+                    f"remove {unknown}"
+                )
+            _check_generate_section(settings, settings_data.get("generate") or {})
         config = config_from_stage(source, settings_data)
         text = hashlib.sha256(source.read_bytes()).hexdigest() + settings_text
         return config, text, True
     if settings is not None:
         raise VlatwinError("--settings is for USD stages; a YAML config carries its own generate: section")
     return load_config(source), source.read_text(encoding="utf-8"), False
+
+
+def _check_generate_section(settings: Path, data) -> None:
+    """Validate a settings file's ``generate:`` on its own, so its errors name that file (not the stage)."""
+    from pydantic import ValidationError
+
+    from vlatwin.config.generate_cfg import GenerateCfg
+    from vlatwin.config.loader import format_validation_error
+
+    if not isinstance(data, dict):
+        raise VlatwinError(f"{settings}: generate: expected a mapping")
+    # Camera names refer to the stage: checked later against it.
+    try:
+        GenerateCfg.model_validate({k: v for k, v in data.items() if k not in ("cameras", "camera_options")}, context={"base_dir": settings.parent})
+    except ValidationError as exc:
+        raise VlatwinError(f"{settings}: generate.{format_validation_error(exc, GenerateCfg)}") from None
 
 
 def copy_stage_with_objects(source: Path, out_path: Path, objects) -> None:

@@ -9,7 +9,7 @@ scene's static description, so they are pure numpy and tested with hand-set stat
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
