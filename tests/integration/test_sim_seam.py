@@ -147,3 +147,27 @@ def test_commanded_efforts_without_measurement(newton_sim):
     limits = np.r_[[87.0] * 4, [12.0] * 3, [140.0] * 2]
     np.testing.assert_allclose(state.joint_effort, np.clip(law, -limits, limits), rtol=1e-5, atol=1e-6)
     assert np.any(np.abs(state.joint_effort[ARM]) == limits[ARM])  # a 0.3 rad step saturates some drives
+
+
+def test_bad_step_counts_and_poses_are_one_line_errors(newton_sim):
+    newton_sim.reset()
+    for bad in (0, -3, 2.5):
+        with pytest.raises(VlatwinError, match="num_steps must be a whole number >= 1"):
+            newton_sim.advance(bad)
+    assert newton_sim.current_step == 0  # the clock did not move
+    with pytest.raises(VlatwinError, match="quaternion .* is zero"):
+        newton_sim.set_body_pose("/World/Objects/red_cube", [0.5, 0.0, 0.8, 0.0, 0.0, 0.0, 0.0])
+
+
+def test_reset_noise_is_held_not_pulled_back(tabletop_usda):
+    """A seeded noisy start is the robot's new home for the episode: the drives hold it."""
+    from vlatwin.sim.newton import SimBackendNewton
+
+    sim = SimBackendNewton(device="cpu", reset_joint_noise=0.2)
+    sim.load(tabletop_usda)
+    nominal = sim.reset()
+    start = sim.reset(seed=4)
+    assert np.abs(start.joint_q - nominal.joint_q)[ARM].max() > 0.02
+    later = sim.step(num_steps=300)
+    assert np.abs(later.joint_q - start.joint_q)[ARM].max() < 0.02  # stays near the noisy start
+    sim.close()

@@ -53,8 +53,22 @@ class LoopStep:
     """Safety-gate messages (clipped/rejected actions with reasons)."""
 
 
+def reset_policy(policy, episode: int | None) -> None:
+    """``policy.reset(episode=...)`` where the policy takes the episode (seeded policies), else ``reset()``."""
+    import inspect
+
+    try:
+        takes_episode = "episode" in inspect.signature(policy.reset).parameters
+    except (TypeError, ValueError):
+        takes_episode = False
+    if takes_episode:
+        policy.reset(episode=episode)
+    else:
+        policy.reset()
+
+
 class Policy(Protocol):
-    def reset(self) -> None: ...
+    def reset(self, episode: int | None = None) -> None: ...
 
     def act(self, observation: Observation) -> np.ndarray:
         """One action (D,) or a chunk (H, D) executed open-loop before the policy is asked again."""
@@ -149,11 +163,17 @@ class ControlLoop:
         if self.controller is not None:
             self.controller.reset(state)
         if self.policy is not None:
-            self.policy.reset()
+            reset_policy(self.policy, episode)
         return self._observe(state)
 
     def _observe(self, state: SimState | None = None) -> Observation:
-        due = [s for s, period in zip(self.sensors, self._sensor_period) if self._control_step % period == 0]
+        # A sensor still busy with its last capture (a scan longer than the control period) starts its next
+        # one at the first due step after it finished, as a real spinning LIDAR fires scans back to back.
+        busy = {id(sensor) for run in self._runs for sensor in run.sensors if sensor.name not in run.finished}
+        due = [
+            s for s, period in zip(self.sensors, self._sensor_period)
+            if self._control_step % period == 0 and id(s) not in busy
+        ]
         if due:
             self._runs.append(CaptureRun(self.sim, due, index=self._control_step, rng=self._rng, refit=self._refit))
             self._pump(self.sim.current_step)

@@ -42,6 +42,8 @@ class CaptureRun:
             self._end_step = max(self._end_step, state_step + max(offsets[-1], int(sensor.duration_steps(dt, index))))
         self._started: set[int] = set()
         self.results: dict[str, Any] = {}
+        self.finished: set[str] = set()
+        """Names of the sensors whose capture is complete."""
         self._refit_at = -1
 
     @property
@@ -72,6 +74,7 @@ class CaptureRun:
             self._remaining[order] -= 1
             if self._remaining[order] == 0:
                 self.results[sensor.name] = sensor.finish()
+                self.finished.add(sensor.name)
 
 
 def capture(sim, sensors: Sequence[Sensor], *, index: int = 0, rng: np.random.Generator | None = None, refit=None, run_to_end: bool = True) -> dict[str, Any]:

@@ -35,8 +35,9 @@ class Policy(abc.ABC):
 
     info: PolicyInfo
 
-    def reset(self) -> None:  # noqa: B027 - stateless policies need nothing
-        """Start of an episode (clear queues, re-plan)."""
+    def reset(self, episode: int | None = None) -> None:  # noqa: B027 - stateless policies need nothing
+        """Start of an episode (clear queues, re-plan). ``episode`` is the work item's index: policies that
+        draw random numbers seed from it, so any episode can be rerun alone with the same draws."""
 
     @abc.abstractmethod
     def act(self, observation) -> np.ndarray:

@@ -734,8 +734,10 @@ class NoisyExpert(Policy):
         )
         self.reset()
 
-    def reset(self) -> None:
-        self._episode += 1
+    def reset(self, episode: int | None = None) -> None:
+        # Seeded by the episode (work item) when the loop says which, so a resumed run draws what an
+        # uninterrupted one did; counting resets is the fallback for callers that do not say.
+        self._episode = self._episode + 1 if episode is None else int(episode)
         self._rng = np.random.default_rng([self.seed, self._episode])
         self.expert.reset()
 
@@ -766,8 +768,9 @@ class RandomPolicy(Policy):
         self.info = PolicyInfo(name="random", action_space=spec.name, control_hz=control_hz)
         self.reset()
 
-    def reset(self) -> None:
-        self._episode += 1
+    def reset(self, episode: int | None = None) -> None:
+        # Seeded by the episode (work item) when the loop says which (see NoisyExpert.reset).
+        self._episode = self._episode + 1 if episode is None else int(episode)
         self._rng = np.random.default_rng([self.seed, self._episode])
 
     def act(self, observation) -> np.ndarray:

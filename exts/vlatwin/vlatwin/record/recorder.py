@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from vlatwin.errors import VlatwinError
+from vlatwin.loop.control_loop import reset_policy
 from vlatwin.loop.worker import WorkResult, Worker
 from vlatwin.writers.storage import atomic_write_bytes
 
@@ -149,8 +150,8 @@ class Float32Actions:
     def __init__(self, policy):
         self._policy = policy
 
-    def reset(self) -> None:
-        self._policy.reset()
+    def reset(self, episode: int | None = None) -> None:
+        reset_policy(self._policy, episode)
 
     def act(self, observation):
         return np.asarray(self._policy.act(observation), dtype=np.float32).astype(np.float64)
@@ -243,6 +244,7 @@ def build_rig(
             labels=cameras[0].renderer.labels if cameras else None,
         )
         sensor.set_pose_fn(lidar_pose_fn(sim, lidar_cfg))
+        sensor.rate_hz = lidar_cfg.resolved_profile.rate_hz  # one scan per rotation, not one per control step
         lidars.append(sensor)
     chain = panda_chain(stage)
     if action_space == "ee_delta_pose" and chain is None:
@@ -544,10 +546,18 @@ def record(
         policy_holder["policy"] = p
         return Float32Actions(p)
 
-    rig = build_rig(
-        stage_path or stage_tmp, physics, camera_cfgs, space, the_task.control_hz, annotators_for(extras),
-        policy_factory=policy_factory, lidar_cfgs=lidar_cfgs,
-    )
+    try:
+        rig = build_rig(
+            stage_path or stage_tmp, physics, camera_cfgs, space, the_task.control_hz, annotators_for(extras),
+            policy_factory=policy_factory, lidar_cfgs=lidar_cfgs,
+        )
+    except BaseException:
+        # Nothing half-made stays behind: the temporary stage and a folder this call created.
+        if not continuing:
+            stage_tmp.unlink(missing_ok=True)
+            if out_dir.is_dir() and not any(out_dir.iterdir()):
+                out_dir.rmdir()
+        raise
     info = rig.sim.info
     try:
         if not continuing:

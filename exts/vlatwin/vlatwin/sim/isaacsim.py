@@ -153,6 +153,8 @@ class SimBackendIsaac(SimBackend):
         return self.get_state()
 
     def advance(self, num_steps: int = 1) -> None:
+        if int(num_steps) != num_steps or num_steps < 1:
+            raise VlatwinError(f"advance: num_steps must be a whole number >= 1, got {num_steps}")
         for _ in range(num_steps):
             self.world.step(render=False)
         self._steps += num_steps
@@ -189,7 +191,8 @@ class SimBackendIsaac(SimBackend):
         stiffness, damping = view.get_gains()
         return SimParams(
             joint_damping=np.zeros(len(self._target)),  # PhysX joints have no separate passive damping
-            joint_friction=np.asarray(view.get_friction_coefficients(), dtype=np.float64).reshape(-1),
+            # PhysX's joint friction is a unitless coefficient, not a Coulomb torque: not reported as one.
+            joint_friction=np.zeros(len(self._target)),
             joint_armature=np.asarray(view.get_armatures(), dtype=np.float64).reshape(-1),
             drive_stiffness=np.asarray(stiffness, dtype=np.float64).reshape(-1),
             drive_damping=np.asarray(damping, dtype=np.float64).reshape(-1),
@@ -206,14 +209,24 @@ class SimBackendIsaac(SimBackend):
             kps = current.drive_stiffness if params.drive_stiffness is None else np.asarray(params.drive_stiffness)
             kds = current.drive_damping if params.drive_damping is None else np.asarray(params.drive_damping)
             view.set_gains(kps=kps[None], kds=kds[None])
-        if params.joint_friction is not None:
-            view.set_friction_coefficients(np.asarray(params.joint_friction)[None])
+        if params.joint_friction is not None and np.any(np.asarray(params.joint_friction) != 0):
+            raise VlatwinError(
+                "SimParams.joint_friction: PhysX joint friction is a unitless coefficient, not a Coulomb torque [N*m]; "
+                "fit friction on the newton backend"
+            )
         if params.joint_armature is not None:
             view.set_armatures(np.asarray(params.joint_armature)[None])
+        bodies = len(self._info.body_paths)
         if params.body_mass is not None:
-            self.bodies.set_masses(np.asarray(params.body_mass))
+            mass = np.asarray(params.body_mass, dtype=np.float64)
+            if mass.shape != (bodies,) or not np.all(np.isfinite(mass)) or np.any(mass < 0):
+                raise VlatwinError(f"SimParams.body_mass: expected {bodies} finite masses >= 0 [kg], got shape {mass.shape}")
+            self.bodies.set_masses(mass)
         if params.body_inertia is not None:
-            self.bodies.set_inertias(np.asarray(params.body_inertia).reshape(-1, 9))
+            inertia = np.asarray(params.body_inertia, dtype=np.float64)
+            if inertia.shape != (bodies, 3, 3) or not np.all(np.isfinite(inertia)):
+                raise VlatwinError(f"SimParams.body_inertia: expected ({bodies}, 3, 3) finite tensors, got shape {inertia.shape}")
+            self.bodies.set_inertias(inertia.reshape(-1, 9))
 
     def snapshot(self) -> SimSnapshot:
         state = self.get_state()
@@ -235,8 +248,15 @@ class SimBackendIsaac(SimBackend):
         state = snapshot.data["state"]
         self.robot.set_joint_positions(state.joint_q)
         self.robot.set_joint_velocities(state.joint_qd)
-        self.bodies.set_world_poses(positions=state.body_pose_w[:, :3], orientations=state.body_pose_w[:, 3:])
-        self.bodies.set_velocities(state.body_vel_w)
+        # Links follow the joint state; only free bodies are placed through the rigid-body view (PhysX does
+        # not take link poses from it, see set_body_pose).
+        root = self._info.articulation_root + "/"
+        free = np.array([i for i, path in enumerate(self._info.body_paths) if not path.startswith(root)], dtype=np.int64)
+        if len(free):
+            self.bodies.set_world_poses(
+                positions=state.body_pose_w[free, :3], orientations=state.body_pose_w[free, 3:], indices=free
+            )
+            self.bodies.set_velocities(state.body_vel_w[free], indices=free)
         self._target, self._target_qd = snapshot.data["target"].copy(), snapshot.data["target_qd"].copy()
         self._effort = snapshot.data["effort"].copy()
         self._apply_action()

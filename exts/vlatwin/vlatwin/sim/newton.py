@@ -331,6 +331,8 @@ class SimBackendNewton(SimBackend):
         self._next_state.body_q.assign(self.state.body_q)
         self._next_state.body_qd.assign(self.state.body_qd)
         self._target_host[:] = self._initial["target_q"]
+        if seed is not None and self._reset_joint_noise > 0.0:
+            self._target_host[self._cmd_q_idx] = joint_q[self._cmd_q_idx]  # hold the noisy start, not pull back
         self.control.joint_target_q.assign(self._target_host)
         self._target_qd_host[:] = 0.0
         self._write_target_qd()
@@ -338,6 +340,8 @@ class SimBackendNewton(SimBackend):
         self._write_efforts()
         self._time = 0.0
         self._steps = 0
+        if self._observables is not None:
+            self._observables.body_parent_f.zero_()  # no wrench from the previous episode's last step
         return self.get_state()
 
     def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> SimState:
@@ -348,6 +352,8 @@ class SimBackendNewton(SimBackend):
 
     def advance(self, num_steps: int = 1) -> None:
         self._require_loaded()
+        if int(num_steps) != num_steps or num_steps < 1:
+            raise VlatwinError(f"advance: num_steps must be a whole number >= 1, got {num_steps}")
         done = 0
         while done < num_steps:
             # Steps run in short chunks; a chunk that filled the contact buffer (contacts were dropped)
@@ -448,7 +454,7 @@ class SimBackendNewton(SimBackend):
         are losses in the joint, not actuator output).
         """
         ke = self.model.joint_target_ke.numpy()[self._cmd_qd_idx].astype(np.float64)
-        kd = self.model.joint_target_kd.numpy()[self._cmd_qd_idx].astype(np.float64)
+        kd = self._drive_kd0  # the model's kd also carries passive damping (see _write_damping)
         target_q = self._target_host[self._cmd_q_idx].astype(np.float64)
         target_qd = self._target_qd_host[self._cmd_qd_idx].astype(np.float64)
         effort = ke * (target_q - q) + kd * (target_qd - qd) + self._effort_host
@@ -654,6 +660,8 @@ class SimBackendNewton(SimBackend):
         self._effort_host[:] = data["effort"]
         self._write_efforts()
         self._time, self._steps = snapshot.time, snapshot.step
+        if self._observables is not None:
+            self._observables.body_parent_f.zero_()
 
     def refit_render_scene(self) -> None:
         self.model.bvh_refit_shapes(self.state)
@@ -666,7 +674,10 @@ class SimBackendNewton(SimBackend):
         pose_w = np.asarray(pose_w, dtype=np.float64)
         if pose_w.shape != (7,) or not np.all(np.isfinite(pose_w)):
             raise ValueError("pose_w must be 7 finite numbers (x, y, z, qw, qx, qy, qz)")
-        quat = pose_w[3:] / np.linalg.norm(pose_w[3:])
+        norm = np.linalg.norm(pose_w[3:])
+        if norm < 1e-9:
+            raise VlatwinError(f"{path}: pose quaternion (w, x, y, z) is zero; give a rotation, e.g. (1, 0, 0, 0)")
+        quat = pose_w[3:] / norm
         body_q = self.state.body_q.numpy().copy()
         body_q[body] = [*pose_w[:3], quat[1], quat[2], quat[3], quat[0]]
         self.state.body_q.assign(body_q)

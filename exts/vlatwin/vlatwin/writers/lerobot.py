@@ -488,7 +488,12 @@ class LeRobotDatasetWriter:
         staging.mkdir(parents=True, exist_ok=True)
         for entry in sorted(staging.iterdir()):
             if entry.is_dir() and entry.name.startswith("episode-") and (entry / "episode.json").is_file():
-                writer.episodes.append(json.loads((entry / "episode.json").read_text(encoding="utf-8")))
+                try:
+                    writer.episodes.append(json.loads((entry / "episode.json").read_text(encoding="utf-8")))
+                except (OSError, ValueError) as exc:
+                    raise VlatwinError(
+                        f"{entry / 'episode.json'}: unreadable commit record ({exc}); remove {entry.name} and rerun with --resume"
+                    ) from None
             elif entry.is_dir():
                 shutil.rmtree(entry)
             elif entry.name.endswith(".tmp"):
@@ -670,7 +675,7 @@ class LeRobotDatasetWriter:
         os.replace(ep.dir, final_dir)
         # The commit: written last, atomically, and synced.
         data = json.dumps(record, indent=1).encode()
-        atomic_write_bytes(final_dir / "episode.json", data)
+        atomic_write_bytes(final_dir / "episode.json", data, durable=True)
         fd = os.open(final_dir, os.O_RDONLY)
         try:
             os.fsync(fd)

@@ -16,13 +16,20 @@ from pathlib import Path
 MANIFEST_NAME = "manifest.jsonl"
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> str:
-    """Write ``data`` to ``path`` atomically; returns its SHA-256 hex digest."""
+def atomic_write_bytes(path: Path, data: bytes, *, durable: bool = False) -> str:
+    """Write ``data`` to ``path`` atomically; returns its SHA-256 hex digest.
+
+    ``durable`` also flushes the bytes to disk before the rename (for commit records that must survive a
+    power loss, not only a killed process; it costs a disk flush, so bulk data does not use it).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
