@@ -26,6 +26,7 @@ from vlatwin.utils.files import ensure_writable_folder
 from vlatwin.writers.storage import Manifest, atomic_write_bytes, remove_unfinished
 
 RUN_FILE = "dataset.json"
+CAPTURE_SCHEDULE = 2
 SCENE_FILE = "scene.usda"
 
 
@@ -60,6 +61,9 @@ def _run_signature(config, config_text: str, seed: int) -> dict:
         "cameras": _camera_names(config),
         "annotators": list(config.generate.annotators),
         "writers": list(config.generate.writers),
+        # How a frame's sensors are scheduled and draw random numbers: 2 = one shared capture window run by
+        # the loop (0.2 captured sensors one after another). Resuming across this change would mix the two.
+        "capture_schedule": CAPTURE_SCHEDULE,
     }
 
 
