@@ -62,7 +62,7 @@ def _run_signature(config, config_text: str, seed: int) -> dict:
         "annotators": list(config.generate.annotators),
         "writers": list(config.generate.writers),
         # How a frame's sensors are scheduled and draw random numbers: 2 = one shared capture window run by
-        # the loop (0.2 captured sensors one after another). Resuming across this change would mix the two.
+        # the loop (datasets without the key: vlatwin 0.1.0, sensors one after another). Resuming across would mix them.
         "capture_schedule": CAPTURE_SCHEDULE,
     }
 
