@@ -187,20 +187,7 @@ def _quantiles_from_histogram(column: np.ndarray, lo: float, hi: float, bins: in
     """LeRobot's ``RunningQuantileStats`` quantiles (one update: a histogram on [min, max], interpolated)."""
     edges = np.linspace(lo - 1e-10, hi + 1e-10, bins + 1)
     hist, _ = np.histogram(column, bins=edges)
-    cumsum = np.cumsum(hist)
-    out = []
-    for q in QUANTILES:
-        target = q * column.shape[0]
-        idx = int(np.searchsorted(cumsum, target))
-        if idx == 0:
-            out.append(float(edges[0]))
-        elif idx >= len(cumsum):
-            out.append(float(edges[-1]))
-        else:
-            before = cumsum[idx - 1]
-            inside = cumsum[idx] - before
-            out.append(float(edges[idx]) if inside == 0 else float(edges[idx] + (target - before) / inside * (edges[idx + 1] - edges[idx])))
-    return out
+    return _quantiles_from_counts(hist, edges, column.shape[0])
 
 
 def feature_stats(rows: np.ndarray) -> dict[str, np.ndarray]:
