@@ -95,6 +95,12 @@ class ExpertParams:
     """The push stops when the object centre is this close to the goal [m]."""
     push_lateral_limit: float = 0.025
     """Re-align when the TCP is this far off the object->goal line [m]."""
+    push_near_base: float = 0.45
+    """``push``: a push start point closer than this to the robot base (horizontally) gets a leaning hand and a lower pre-push waypoint [m]."""
+    push_near_approach_height: float = 0.06
+    """``push``: pre-push waypoint height above the push height near the base [m]."""
+    push_near_tilt: float = 0.45
+    """``push``: near the base the hand leans this far from straight down, its wrist away from the base [rad]."""
     reach_above: float = 0.01
     """``reach``: the TCP stops this far above the target point [m]."""
     joint7_margin: float = 0.2
@@ -643,6 +649,25 @@ class ScriptedExpert(Policy):
         z = bottom + self.p.push_height + FINGERTIP_BEYOND_TCP
         return obj, d, dist, r, z
 
+    def _push_rotation(self, xy_w, d, yaw) -> tuple[np.ndarray, float]:
+        """(TCP rotation, pre-push waypoint height) for a push starting at ``xy_w``.
+
+        Near the robot base the pointing-down hand puts the wrist close to the shoulder and folds the elbow
+        (joint 4) onto its limit, where XPBD diverges: there the hand leans so its wrist moves away from the
+        base, and the pre-push waypoint is lower (a high one lifts the wrist up to the shoulder)."""
+        p = self.p
+        R = down_rotation(yaw)
+        xy_b = (self._T_bw @ np.r_[xy_w[0], xy_w[1], 0.0, 1.0])[:2]
+        rad = float(np.linalg.norm(xy_b))
+        if rad >= p.push_near_base or p.push_near_tilt <= 0.0:
+            return R, p.approach_height
+        # Lean the fingertips towards the base (about the horizontal axis across the radial direction).
+        w = (self._T_wb[:3, :3] @ np.r_[xy_b / max(rad, 1e-9), 0.0])[:2]
+        w = w / max(float(np.linalg.norm(w)), 1e-9)
+        axis = np.array([-w[1], w[0], 0.0])
+        R = rotvec_to_matrix(p.push_near_tilt * axis) @ R
+        return R, p.push_near_approach_height
+
     def _skill_push(self, goal, state):
         p = self.p
         # Nearly closed: fully closed fingers press on each other at their lower limit, which XPBD
@@ -658,13 +683,25 @@ class ScriptedExpert(Policy):
             if self.phase_steps == 0:
                 self._push_dir, self._push_yaw = d, yaw
                 self._yaw = yaw
-            start = self._down([*(obj[:2] - self._push_dir * (r + FINGER_HALF_THICKNESS + p.push_gap)), z + p.approach_height], self._push_yaw)
+                xy = obj[:2] - d * (r + FINGER_HALF_THICKNESS + p.push_gap)
+                self._push_R, self._push_h = self._push_rotation(xy, d, yaw)
+                # Turn the hand first, where it is (folding the arm while turning diverges).
+                cmd_w = self._T_wb @ self._cmd
+                self._turn = make_transform(self._push_R, [*cmd_w[:2, 3], max(cmd_w[2, 3], z + p.approach_height)])
+                self._turned = False
+            if not self._turned:
+                if self._arrived(self._turn, 0.02):
+                    self._turned = True
+                else:
+                    return self._turn, p.speed
+            xy = obj[:2] - self._push_dir * (r + FINGER_HALF_THICKNESS + p.push_gap)
+            start = make_transform(self._push_R, [*xy, z + self._push_h])
             if self._arrived(start, 0.012):
                 self._set_phase("lower")
             else:
                 return start, p.speed
         if self.phase == "lower":
-            start = self._down([*(obj[:2] - self._push_dir * (r + FINGER_HALF_THICKNESS + p.push_gap)), z], self._push_yaw)
+            start = make_transform(self._push_R, [*(obj[:2] - self._push_dir * (r + FINGER_HALF_THICKNESS + p.push_gap)), z])
             if self.phase_steps == 0:
                 self._wait = 0
             cmd_w = self._T_wb @ self._cmd
@@ -694,7 +731,7 @@ class ScriptedExpert(Policy):
                     stop = np.asarray(goal.target_w, float)[:2] - d * (r + FINGER_HALF_THICKNESS)
                     lat_fix = -lateral * np.array([-d[1], d[0]])
                     dest_xy = stop + lat_fix
-                    dest = self._down([dest_xy[0], dest_xy[1], z], self._yaw)
+                    dest = make_transform(self._push_R, [dest_xy[0], dest_xy[1], z])
                     speed = p.slow_speed * (0.5 if dist < 0.03 else 1.0)
                     return dest, speed
         if self.phase in ("realign", "retreat"):
