@@ -346,7 +346,12 @@ class CameraRendererNewton:
         keep = set(keep_classes) if keep_classes else None
         wanted = set(annotators)
         out: dict = {}
-        semantic, instance = self.labels.lookup_images(raw.shape_index)
+        # Label images only when an annotator reads them (an RGB-only camera in the control loop does not).
+        needs_labels = wanted & {
+            "semantic_segmentation", "instance_segmentation", "bounding_box_2d_tight", "bounding_box_2d_loose",
+            "bounding_box_3d", "occlusion", "pointcloud",
+        }
+        semantic, instance = self.labels.lookup_images(raw.shape_index) if needs_labels else (None, None)
         if "rgb" in wanted:
             out["rgb"] = raw.rgba
         if "distance_to_camera" in wanted:
