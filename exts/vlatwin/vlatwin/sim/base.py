@@ -29,9 +29,12 @@ class SimBackend(abc.ABC):
     def reset(self, *, seed: int | None = None) -> SimState:
         """Restore the initial state. ``seed`` drives any reset noise; the same seed gives the same state."""
 
-    @abc.abstractmethod
     def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> SimState:
         """Apply ``command`` (kept until the next one), advance ``num_steps`` physics steps, return the new state."""
+        if command is not None:
+            self.set_command(command)
+        self.advance(num_steps)
+        return self.get_state()
 
     @abc.abstractmethod
     def advance(self, num_steps: int = 1) -> None:

@@ -146,12 +146,6 @@ class SimBackendIsaac(SimBackend):
         else:
             self._apply_action()
 
-    def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> SimState:
-        if command is not None:
-            self.set_command(command)
-        self.advance(num_steps)
-        return self.get_state()
-
     def advance(self, num_steps: int = 1) -> None:
         if int(num_steps) != num_steps or num_steps < 1:
             raise VlatwinError(f"advance: num_steps must be a whole number >= 1, got {num_steps}")

@@ -344,12 +344,6 @@ class SimBackendNewton(SimBackend):
             self._observables.body_parent_f.zero_()  # no wrench from the previous episode's last step
         return self.get_state()
 
-    def step(self, command: JointCommand | None = None, *, num_steps: int = 1) -> SimState:
-        if command is not None:
-            self.set_command(command)
-        self.advance(num_steps)
-        return self.get_state()
-
     def advance(self, num_steps: int = 1) -> None:
         self._require_loaded()
         if int(num_steps) != num_steps or num_steps < 1:
