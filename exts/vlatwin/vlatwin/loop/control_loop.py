@@ -211,8 +211,9 @@ class ControlLoop:
         raw = action
         if raw is None and self.policy is not None:
             if not self._chunk:
-                out = np.asarray(self.policy.act(observation), dtype=np.float64)
-                self._chunk = list(out) if out.ndim == 2 else [out]
+                from vlatwin.policy.base import as_chunk
+
+                self._chunk = list(as_chunk(self.policy.act(observation)).actions)
             raw = self._chunk.pop(0)
         events: list[str] = []
         executed = None if raw is None else np.asarray(raw, dtype=np.float64)
