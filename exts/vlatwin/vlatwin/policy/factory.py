@@ -13,6 +13,7 @@ spec                            policy
 ``openvla://HOST:PORT?...``     an OpenVLA ``vla-scripts/deploy.py`` REST server (``http://`` too)
 ``lerobot://FOLDER?...``        a LeRobot ``PreTrainedPolicy`` (needs ``lerobot`` importable)
 ``module:factory[?...]``        your own: ``factory(context)`` returns a :class:`Policy`
+``path/to/file.py:factory``     the same, from a file
 =============================== ================================================================
 
 Options after ``?`` are URL query pairs (``a=1&b=x``); every kind rejects options it does not know.
@@ -116,9 +117,9 @@ def _schemes() -> list[str]:
 
 
 def _load(path: str, what: str):
-    module, _, attr = path.partition(":")
+    module, _, attr = path.rpartition(":") if path.count(":") > 1 or path.split(":", 1)[0].endswith(".py") else path.partition(":")
     try:
-        obj = importlib.import_module(module)
+        obj = _import_file(module) if module.endswith(".py") else importlib.import_module(module)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except ImportError as exc:
@@ -126,6 +127,25 @@ def _load(path: str, what: str):
     except AttributeError as exc:
         raise VlatwinError(f"{what} {path!r}: {exc}") from None
     return obj
+
+
+def _import_file(path: str):
+    """A module from a ``.py`` file (``examples/reach_bc/policy.py:make_policy`` specs)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    file = Path(path).resolve()
+    if not file.is_file():
+        raise ImportError(f"no such file {path}")
+    name = f"vlatwin_user_{abs(hash(str(file)))}"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, file)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 def make_policy_from_spec(spec: str | PolicySpec, context: PolicyContext):
