@@ -23,11 +23,12 @@ EPILOG = """examples:
   vlatwin sim run configs/tabletop.yaml --steps 1200
   vlatwin record configs/tasks/pick_red_cube.yaml --episodes 10 --out out/pick
   vlatwin replay out/pick --episode 0
+  vlatwin eval configs/tasks --tasks reach_ball,pick_red_cube --policy expert --episodes 10 --out out/eval
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vlatwin.cli import record_cmds, scene_cmds, sdg_cmds, sim_cmds
+    from vlatwin.cli import eval_cmds, record_cmds, scene_cmds, sdg_cmds, sim_cmds
 
     parser = argparse.ArgumentParser(
         prog="vlatwin",
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     scene_cmds.register(groups)
     sim_cmds.register(groups)
     record_cmds.register(groups)
+    eval_cmds.register(groups)
     return parser
 
 

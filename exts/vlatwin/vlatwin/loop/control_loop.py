@@ -50,7 +50,11 @@ class LoopStep:
     command: JointCommand | None
     next_state: SimState
     events: list[str] = field(default_factory=list)
-    """Safety-gate messages (clipped/rejected actions with reasons)."""
+    """Safety-gate and executor messages (clipped/rejected/held actions with reasons)."""
+    policy_queried: bool = False
+    """The policy was asked at this step (a new chunk)."""
+    policy_latency_ms: float | None = None
+    """Wall-clock time of that call [ms]."""
 
 
 def reset_policy(policy, episode: int | None) -> None:
@@ -93,6 +97,8 @@ class ControlLoop:
         recorders: callables receiving each :class:`LoopStep`.
         refit: called once per physics step at which sensors sample (Newton: refit the ray-tracing BVH);
             default: ``sim.refit_render_scene``.
+        execution: how the policy's chunks are executed (replan interval, temporal ensembling, real-time
+            latency; :class:`~vlatwin.policy.chunking.ExecutionCfg`). Default: each chunk whole, then ask again.
     """
 
     def __init__(
@@ -106,6 +112,7 @@ class ControlLoop:
         safety: SafetyGate | None = None,
         recorders: Sequence[Callable[[LoopStep], None]] = (),
         refit: Callable[[], None] | None = None,
+        execution=None,
     ):
         if not control_hz > 0:
             raise VlatwinError(f"control rate must be positive, got {control_hz} Hz")
@@ -128,6 +135,7 @@ class ControlLoop:
                 raise VlatwinError(f"sensor {sensor.name}: rate {rate} Hz must divide the control rate {control_hz} Hz")
             self._sensor_period.append(period)
         self.controller = controller
+        self.execution = execution
         self.policy = policy
         self.safety = safety
         self.recorders = list(recorders)
@@ -136,7 +144,6 @@ class ControlLoop:
         self._runs: list[CaptureRun] = []
         self._latest: dict[str, Any] = {}
         self._latest_time: dict[str, float] = {}
-        self._chunk: list[np.ndarray] = []
 
     # ----------------------------------------------------------------- episode
     def reset(
@@ -158,13 +165,28 @@ class ControlLoop:
         self._rng = np.random.default_rng([seed, episode])
         self._episode = episode
         self._control_step = 0
-        self._runs, self._latest, self._latest_time, self._chunk = [], {}, {}, []
+        self._runs, self._latest, self._latest_time = [], {}, {}
         self.instruction = instruction
         if self.controller is not None:
             self.controller.reset(state)
         if self.policy is not None:
             reset_policy(self.policy, episode)
+        self.executor.reset()
         return self._observe(state)
+
+    @property
+    def policy(self):
+        return self._policy
+
+    @policy.setter
+    def policy(self, policy) -> None:
+        from vlatwin.policy.chunking import ChunkExecutor
+
+        self._policy = policy
+        spec = getattr(self.controller, "spec", None)
+        self.executor = ChunkExecutor(
+            policy, self.execution, control_dt=1.0 / self.control_hz, action_dim=None if spec is None else spec.dim,
+        )
 
     def _observe(self, state: SimState | None = None) -> Observation:
         # A sensor still busy with its last capture (a scan longer than the control period) starts its next
@@ -209,16 +231,16 @@ class ControlLoop:
     def step(self, observation: Observation, action: np.ndarray | None = None) -> tuple[LoopStep, Observation]:
         """One control period from ``observation``: act, advance, observe. Returns (the step, next observation)."""
         raw = action
-        if raw is None and self.policy is not None:
-            if not self._chunk:
-                from vlatwin.policy.base import as_chunk
-
-                self._chunk = list(as_chunk(self.policy.act(observation)).actions)
-            raw = self._chunk.pop(0)
         events: list[str] = []
+        queried, latency_ms = False, None
+        if raw is None and self.policy is not None:
+            decision = self.executor.next(observation)
+            raw, queried, latency_ms = decision.action, decision.queried, decision.latency_ms
+            events.extend(decision.events)
         executed = None if raw is None else np.asarray(raw, dtype=np.float64)
         if executed is not None and self.safety is not None:
-            executed, events = self.safety(executed, observation)
+            executed, gate_events = self.safety(executed, observation)
+            events.extend(gate_events)
         command = None
         if executed is not None:
             if self.controller is not None:
@@ -231,7 +253,8 @@ class ControlLoop:
         next_obs = self._observe()
         record = LoopStep(
             observation=observation, action=executed, raw_action=None if raw is None else np.asarray(raw),
-            command=command, next_state=next_obs.state, events=events,
+            command=command, next_state=next_obs.state, events=events, policy_queried=queried,
+            policy_latency_ms=latency_ms,
         )
         for recorder in self.recorders:
             recorder(record)

@@ -204,19 +204,23 @@ class Rig:
 
 def build_rig(
     stage_path: Path, physics: dict, camera_cfgs: list, action_space: str, control_hz: float, annotators, *,
-    policy_factory=None, recorders=(), lidar_cfgs=(),
+    policy_factory=None, recorders=(), lidar_cfgs=(), sim=None, controller_options=None, policy=None,
 ):
+    """Simulator (loaded from ``stage_path`` unless ``sim`` is given), camera and LIDAR sensors, controller
+    (``action_space`` with ``controller_options``) and the control loop around them.
+
+    The loop's policy is ``policy``, or ``policy_factory(sim, chain, controller)`` when given.
+    """
     from vlatwin.config.generate_cfg import CameraRandomizationCfg
     from vlatwin.control import make_controller
     from vlatwin.loop.control_loop import ControlLoop
     from vlatwin.sensors.camera.model import CameraModel
     from vlatwin.sensors.camera.newton_camera import CameraRendererNewton
     from vlatwin.sensors.camera.newton_sensor import CameraSensorNewton
-    from vlatwin.sim.factory import make_backend
     from vlatwin.usd.check import open_stage
 
-    sim = make_backend("newton", physics_dt=physics["dt"], solver_iterations=physics["iterations"], solver=physics["solver"])
-    sim.load(stage_path)
+    if sim is None:
+        sim = load_sim(stage_path, physics)
     stage = open_stage(stage_path)
     cameras = []
     if camera_cfgs:
@@ -249,9 +253,10 @@ def build_rig(
     chain = panda_chain(stage)
     if action_space == "ee_delta_pose" and chain is None:
         raise VlatwinError("action space 'ee_delta_pose' needs the built-in Panda's TCP chain; the stage has none")
-    controller = make_controller(action_space, info=sim.info, chain=chain, control_dt=1.0 / control_hz)
+    controller = make_controller(action_space, info=sim.info, chain=chain, control_dt=1.0 / control_hz, **(controller_options or {}))
     started = StartedSim(sim)
-    policy = policy_factory(sim, chain, controller) if policy_factory is not None else None
+    if policy_factory is not None:
+        policy = policy_factory(sim, chain, controller)
     loop = ControlLoop(
         started, control_hz=control_hz, sensors=[*cameras, *lidars], controller=controller, policy=policy,
         recorders=list(recorders), refit=sim.refit_render_scene,
@@ -260,6 +265,15 @@ def build_rig(
         sim=sim, started=started, stage=stage, cameras=cameras, controller=controller, loop=loop, chain=chain,
         lidar_cfgs=list(lidar_cfgs),
     )
+
+
+def load_sim(stage_path: Path, physics: dict):
+    """A Newton backend with ``stage_path`` loaded (``physics``: dt, iterations, solver of the config)."""
+    from vlatwin.sim.factory import make_backend
+
+    sim = make_backend("newton", physics_dt=physics["dt"], solver_iterations=physics["iterations"], solver=physics["solver"])
+    sim.load(stage_path)
+    return sim
 
 
 def dataset_features(info, controller, camera_cfgs, extras, lidar_cfgs=()) -> dict:
