@@ -24,7 +24,7 @@ def register(groups) -> None:
     )
     rec.add_argument("config", type=Path, help="YAML config with scene: and task: sections (e.g. configs/tasks/*.yaml)")
     rec.add_argument("--task", default=None, help="task name or type (default: the config's task:), or module:factory")
-    rec.add_argument("--policy", default="expert", help="expert (scripted, default), random, or module:factory")
+    rec.add_argument("--policy", default="expert", help="expert (scripted, default), noisy-expert?noise=STD, random, a VLA (hf://, openpi://, openvla://, lerobot://; see `vlatwin eval --help`), or module:factory")
     rec.add_argument("--episodes", type=int, default=10, help="episodes to run (work items 0..N-1; default: %(default)s)")
     rec.add_argument("--out", type=Path, required=True, help="dataset folder (must be new or empty unless --resume)")
     rec.add_argument("--seed", type=int, default=0, help="seed of the initial states and resets (default: %(default)s)")

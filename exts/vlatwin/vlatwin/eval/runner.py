@@ -117,6 +117,8 @@ class EvalResult:
     episode_time: float
     """[s] inside episodes (this process; with workers: wall time of the parallel part)."""
     wall_time: float
+    post_time: float = 0.0
+    """[s] aggregating results.json and writing report.html."""
 
     @property
     def report(self) -> Path:
@@ -421,6 +423,7 @@ def evaluate(
                 setup.close()
     if policy_info is None and task_meta:
         policy_info = _policy_info_of(settings.policy, files[0], out_dir / "scenes" / f"{files[0].stem}.usda", settings)
+    t_post = time.perf_counter()
     results = aggregate(out_dir, settings, task_meta, policy_info)
     atomic_write_bytes(out_dir / RESULTS_FILE, json.dumps(results, indent=2).encode())
     from vlatwin.report.eval_report import write_report
@@ -430,7 +433,7 @@ def evaluate(
     atomic_write_bytes(out_dir / RUN_FILE, json.dumps(run_state, indent=2).encode())
     return EvalResult(
         out_dir=out_dir, results=results, ran=ran, skipped=skipped, env_steps=env_steps, episode_time=episode_time,
-        wall_time=time.perf_counter() - t_start,
+        wall_time=time.perf_counter() - t_start, post_time=time.perf_counter() - t_post,
     )
 
 

@@ -253,6 +253,9 @@ class ScriptedExpert(Policy):
         self.failure: str | None = None
         """Why the expert gave up (None while it has not)."""
         self._cmd: np.ndarray | None = None  # commanded TCP pose, base frame
+        # The pose the expert planned to command (before noise a wrapper added): arrival checks use it, so a
+        # noisy expert still walks through its phases (the noisy pose is never exactly at a waypoint).
+        self._cmd_plan: np.ndarray | None = None
         self._T_wb: np.ndarray | None = None
         self._yaw: float | None = None
         self._grasp_z_offset = 0.0  # TCP z - object z at grasp (world)
@@ -289,6 +292,7 @@ class ScriptedExpert(Policy):
         if self._cmd is None or np.linalg.norm(self._cmd[:3, 3] - tcp_b[:3, 3]) > 0.05:
             # First step (the controller's reference is the measured pose at reset) or a lost track.
             self._cmd = tcp_b.copy()
+            self._cmd_plan = None
         self._tcp_w = self._T_wb @ tcp_b
         self._q7 = float(q[-1])
         goal = self.goal_fn(state, info)
@@ -316,6 +320,7 @@ class ScriptedExpert(Policy):
         dp, rpy = step_towards(self._cmd, target_b, speed * self.dt, self.p.rot_speed * self.dt)
         self._cmd_before = self._cmd
         self._cmd = apply_ee_delta(self._cmd, dp, rpy)
+        self._cmd_plan = self._cmd
         self._v = float(np.linalg.norm(dp)) / self.dt
         return np.r_[dp, rpy, self.grip]
 
@@ -339,7 +344,7 @@ class ScriptedExpert(Policy):
     def _arrived(self, target_w: np.ndarray, tol: float | None = None) -> bool:
         """Commanded pose at the target and the measured TCP within tolerance."""
         tol = self.p.reach_tolerance if tol is None else tol
-        cmd_w = self._T_wb @ self._cmd
+        cmd_w = self._T_wb @ self._planned()
         cmd_ok = np.linalg.norm(cmd_w[:3, 3] - target_w[:3, 3]) < 1e-4 and np.linalg.norm(
             matrix_to_rotvec(target_w[:3, :3] @ cmd_w[:3, :3].T)
         ) < 2e-3
@@ -540,9 +545,12 @@ class ScriptedExpert(Policy):
             return self._hold()
         return self._hold()
 
+    def _planned(self) -> np.ndarray:
+        return self._cmd if self._cmd_plan is None else self._cmd_plan
+
     def _cmd_at(self, target_w: np.ndarray) -> bool:
         """The commanded pose reached ``target_w`` (whatever the measured pose does)."""
-        cmd_w = self._T_wb @ self._cmd
+        cmd_w = self._T_wb @ self._planned()
         return bool(np.linalg.norm(cmd_w[:3, 3] - target_w[:3, 3]) < 1e-4
                     and np.linalg.norm(matrix_to_rotvec(target_w[:3, :3] @ cmd_w[:3, :3].T)) < 2e-3)
 

@@ -78,6 +78,8 @@ class PolicyContext:
     """``make_spec(action_space, **controller_options)`` -> the controller's ActionSpec."""
     options: dict[str, str] = field(default_factory=dict)
     """The spec's ``?`` options (for ``module:factory`` policies)."""
+    action_space: str | None = None
+    """The action space the caller runs (``vlatwin record --action-space``), None: the policy's choice."""
 
 
 def parse_policy_spec(text: str) -> PolicySpec:
@@ -170,7 +172,8 @@ def _call_user_factory(factory, context: PolicyContext):
     except (TypeError, ValueError):
         params = {}
     if "task" in params and "info" in params:
-        spec = context.make_spec("ee_delta_pose") if context.make_spec is not None and "spec" in params else None
+        space = context.action_space or "ee_delta_pose"
+        spec = context.make_spec(space) if context.make_spec is not None and "spec" in params else None
         kwargs = {"task": context.task, "info": context.info, "chain": context.chain, "spec": spec, "seed": context.seed}
         return factory(**{k: v for k, v in kwargs.items() if k in params})
     return factory(context)
@@ -232,7 +235,7 @@ def _noisy_expert(target: str, options: dict, context: PolicyContext):
 def _random(target: str, options: dict, context: PolicyContext):
     from vlatwin.policy.expert import RandomPolicy
 
-    opts = take_options(options, {"action_space": "ee_delta_pose"}, "--policy random")
+    opts = take_options(options, {"action_space": context.action_space or "ee_delta_pose"}, "--policy random")
     if context.make_spec is None:
         raise VlatwinError("policy 'random' needs the scene's controller (its action bounds)")
     hz = context.control_hz if context.control_hz is not None else getattr(context.task, "control_hz", None)

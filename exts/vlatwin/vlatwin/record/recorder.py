@@ -39,6 +39,7 @@ import numpy as np
 from vlatwin.errors import VlatwinError
 from vlatwin.loop.control_loop import reset_policy
 from vlatwin.loop.worker import WorkResult, Worker
+from vlatwin.policy.factory import PolicyContext, make_policy_from_spec, parse_policy_spec
 from vlatwin.writers.storage import atomic_write_bytes
 
 VLATWIN_META = "meta/vlatwin"
@@ -470,9 +471,11 @@ def record(
         raise VlatwinError(f"{config_path}: record needs a YAML config with a task (a stage has no task section)")
     config = load_config(config_path)
     the_task = resolve_task(config, config_path, task)
-    if ":" not in policy and policy not in POLICIES:
-        raise VlatwinError(f"unknown policy {policy!r}; known: {', '.join(sorted(POLICIES))} (or module:factory)")
+    registered = policy in POLICIES and policy not in ("expert", "random")
+    spec = None if registered else parse_policy_spec(policy)
     policy_space = POLICY_ACTION_SPACES.get(policy)
+    if spec is not None and spec.kind in ("expert", "noisy-expert"):
+        policy_space = "ee_delta_pose"
     space = action_space or policy_space or getattr(the_task, "action_space", None) or "ee_delta_pose"
     if policy_space is not None and space != policy_space:
         raise VlatwinError(f"policy {policy!r} acts in {policy_space!r}, not {space!r}")
@@ -553,7 +556,19 @@ def record(
     policy_holder = {}
 
     def policy_factory(sim, chain, controller):
-        p = make_policy(policy, task=the_task, info=sim.info, chain=chain, spec=controller.spec, seed=int(seed))
+        if registered:
+            p = make_policy(policy, task=the_task, info=sim.info, chain=chain, spec=controller.spec, seed=int(seed))
+        else:
+            def make_spec(name, **options):
+                if name != controller.spec.name or options:
+                    raise VlatwinError(f"policy {policy!r} asks for action space {name!r}; this recording runs {space!r} (--action-space)")
+                return controller.spec
+
+            context = PolicyContext(
+                task=the_task, info=sim.info, chain=chain, seed=int(seed), control_hz=the_task.control_hz,
+                cameras=tuple(c.name for c in camera_cfgs), make_spec=make_spec, action_space=space,
+            )
+            p = make_policy_from_spec(spec, context)
         pspace = getattr(getattr(p, "info", None), "action_space", space)
         if pspace != space:
             raise VlatwinError(f"policy {policy!r} acts in {pspace!r}, not {space!r}")
