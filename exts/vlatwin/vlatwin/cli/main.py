@@ -24,11 +24,12 @@ EPILOG = """examples:
   vlatwin record configs/tasks/pick_red_cube.yaml --episodes 10 --out out/pick
   vlatwin replay out/pick --episode 0
   vlatwin eval configs/tasks --tasks reach_ball,pick_red_cube --policy expert --episodes 10 --out out/eval
+  vlatwin serve --policy expert --config configs/tasks/reach_ball.yaml --port 8000
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vlatwin.cli import eval_cmds, record_cmds, scene_cmds, sdg_cmds, sim_cmds
+    from vlatwin.cli import eval_cmds, record_cmds, scene_cmds, sdg_cmds, serve_cmds, sim_cmds
 
     parser = argparse.ArgumentParser(
         prog="vlatwin",
@@ -44,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cmds.register(groups)
     record_cmds.register(groups)
     eval_cmds.register(groups)
+    serve_cmds.register(groups)
     return parser
 
 

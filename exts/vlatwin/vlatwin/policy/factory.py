@@ -43,7 +43,9 @@ POLICY_KINDS: dict[str, str] = {
     "lerobot": "vlatwin.policy.lerobot:from_spec",
 }
 #: URL schemes that name the same kinds.
-SCHEME_ALIASES = {"ws": "openpi", "wss": "openpi", "http": "openvla", "https": "openvla"}
+SCHEME_ALIASES = {"ws": "openpi", "http": "openvla"}
+#: Encrypted transports are not spoken; refusing them beats silently falling back to plain text.
+TLS_SCHEMES = ("wss", "https")
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,11 @@ def parse_policy_spec(text: str) -> PolicySpec:
     if "://" in head:
         parts = urlsplit(head)
         scheme = parts.scheme.lower()
+        if scheme in TLS_SCHEMES:
+            raise VlatwinError(
+                f"--policy {text!r}: TLS ({scheme}://) is not supported; use {scheme[:-1]}:// on loopback or through an SSH tunnel "
+                "(servers require --api-key when not on loopback)"
+            )
         kind = SCHEME_ALIASES.get(scheme, scheme)
         if kind not in POLICY_KINDS or kind in ("expert", "noisy-expert", "random"):
             raise VlatwinError(f"--policy {text!r}: unknown scheme {scheme!r}; known: {', '.join(_schemes())}")
