@@ -183,6 +183,8 @@ def test_bad_input_one_line_errors(cfg_dir, tmp_path):
         "not empty": (["--policy", "expert", "--out", tmp_path / "full"], "not empty"),
         "bad option": (["--policy", "noisy-expert?sigma=1", "--out", tmp_path / "d"], "unknown option 'sigma'"),
         "no policy": (["--out", tmp_path / "e"], "--policy is required"),
+        "server down": (["--policy", "openpi://127.0.0.1:9?retries=2&connect_timeout=1", "--out", tmp_path / "f"], "cannot reach"),
+        "tls": (["--policy", "wss://127.0.0.1:9", "--out", tmp_path / "g"], "TLS"),
     }
     for name, (extra, needle) in cases.items():
         res = _cli("eval", config, "--episodes", 1, "--max-steps", 2, "--no-video", "--no-progress", *extra)
