@@ -235,3 +235,22 @@ def test_graded_noisy_experts_rank_consistently_in_two_twins(cfg_dir, tmp_path):
     result = compare_paths(tmp_path / "a", tmp_path / "b")
     assert sorted(result.policies) == sorted(f"noise={n}" for n in levels)
     assert result.mmrv == 0.0 and result.pearson > 0.95, (result.a, result.b)
+
+
+def test_fixed_policy_latency_slows_the_expert_as_a_blocking_client_would(evaluated, tmp_path):
+    """--delay 0.05 (one control period): each action applies one step after its observation and the
+    one-action expert is asked every other step, so the reach takes about twice the steps, and still succeeds."""
+    from vlatwin.eval.runner import EvalSettings, evaluate
+    from vlatwin.policy.chunking import ExecutionCfg
+
+    config, ref_out, _ = evaluated
+    ref = _episodes(ref_out)[("reach_ball", 0)]
+    result = evaluate(
+        config, tmp_path / "late",
+        EvalSettings(policy="expert", episodes=1, max_steps=400, video=False, execution=ExecutionCfg(delay_s=0.05)),
+        progress=False,
+    )
+    ep = result.results["episodes"][0]
+    assert ep["success"], ep
+    assert 1.6 * ref["steps"] <= ep["steps"] <= 2.6 * ref["steps"], (ep["steps"], ref["steps"])
+    assert abs(ep["policy_calls"] - ep["steps"] / 2) <= 2

@@ -91,6 +91,15 @@ def test_delay_keeps_running_the_old_chunk_while_the_next_travels():
     assert got[3] == (2, 1)  # chunk 2 arrives one step late, action 1 is the one for step 3
 
 
+def test_delay_applies_a_single_action_late_instead_of_dropping_it():
+    policy = Counting(horizon=1)
+    ex = ChunkExecutor(policy, ExecutionCfg(delay_s=0.1), control_dt=0.05)  # 2 steps late
+    got = run(ex, 7)
+    # A blocking one-action policy: ask, wait 2 steps, apply, ask again (one action per 3 steps).
+    assert got == [None, None, (0, 0), None, None, (3, 0), None]
+    assert policy.calls == [0, 3, 6]
+
+
 def test_realtime_measures_latency():
     policy = Counting(horizon=8, sleep=0.12)
     ex = ChunkExecutor(policy, ExecutionCfg(realtime=True), control_dt=0.05)

@@ -7,7 +7,7 @@ import textwrap
 BLOCKER = textwrap.dedent(
     """
     import sys
-    BLOCKED = {"pxr", "newton", "warp", "omni", "isaacsim", "carb", "scipy", "torch"}
+    BLOCKED = {"pxr", "newton", "warp", "omni", "isaacsim", "carb", "scipy", "torch", "transformers", "websockets", "msgpack", "av", "PIL", "lerobot"}
 
     class Blocker:
         def find_spec(self, name, path=None, target=None):
@@ -32,6 +32,11 @@ def test_import_without_engines():
         import vlatwin.sim.base, vlatwin.sim.types, vlatwin.sim.factory, vlatwin.sim.newton
         import vlatwin.robots, vlatwin.utils.transforms, vlatwin.config.scene_cfg, vlatwin.cli.main
         import vlatwin.control, vlatwin.loop, vlatwin.loop.control_loop, vlatwin.sensors.base
+        import vlatwin.policy.factory, vlatwin.policy.chunking, vlatwin.policy.hf, vlatwin.policy.tiny_vlm
+        import vlatwin.policy.openpi, vlatwin.policy.openvla_rest, vlatwin.policy.serve, vlatwin.policy.lerobot
+        import vlatwin.policy.observation, vlatwin.policy.normalization, vlatwin.policy.wire.msgpack_numpy
+        import vlatwin.eval.runner, vlatwin.eval.stats, vlatwin.eval.video, vlatwin.eval.compare, vlatwin.report.eval_report
+        import vlatwin.cli.eval_cmds, vlatwin.cli.serve_cmds
         from vlatwin.robots import get_builtin_robot
         assert get_builtin_robot("panda").forward_kinematics()
         heavy = [m for m in sys.modules if m.split(".")[0] in BLOCKED]

@@ -11,7 +11,8 @@ Three ways, as the VLA evaluation protocols run them:
   kept honest about it. An answer to the observation taken at step k arrives ``d = ceil(latency / dt)``
   control steps later; until then the robot keeps executing what it had (the rest of the previous chunk,
   or holds its last command when that is used up), and the first ``d`` actions of the new chunk, meant
-  for times already past, are dropped. The action applies when it would have arrived.
+  for times already past, are dropped (never its last one: a one-action policy's action applies late).
+  The action applies when it would have arrived.
 
 NaN/Inf actions never reach the controller: the executor counts them and holds the last command.
 Each step's outcome is a :class:`StepDecision`; the loop executes its ``action`` (None: hold).
@@ -156,7 +157,9 @@ class ChunkExecutor:
         if arrived:
             arrival, chunk, queried_at = arrived[-1]
             self._pending = [p for p in self._pending if p[0] > k]
-            stale = k - queried_at
+            # Actions meant for steps already past are dropped, but never the last one: a one-action policy
+            # (OpenVLA) applies its action late rather than not at all.
+            stale = min(k - queried_at, chunk.horizon - 1)
             self._queue = deque(chunk.actions[stale:])
             # Replanning keeps its cadence from the query: the stale actions count as taken.
             self._taken_from_chunk = stale

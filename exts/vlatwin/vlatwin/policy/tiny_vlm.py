@@ -280,8 +280,16 @@ def make_tiny_vla(
                 param.mul_(_PROJECTOR_GAIN[family])
             model.get_input_embeddings().weight.mul_(_EMBEDDING_GAIN[family])
     model.eval()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    from transformers.utils import logging as hf_logging
+
+    bar_was_on = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar for an 80k-parameter model is noise
+    try:
+        model.save_pretrained(folder)
+        processor.save_pretrained(folder)
+    finally:
+        if bar_was_on:
+            hf_logging.enable_progress_bar()
     (folder / "dataset_statistics.json").write_text(json.dumps(norm_stats, indent=2))
     (folder / "README.md").write_text(
         f"# tiny {family} VLA (random weights)\n\nMade by `python -m vlatwin.policy.tiny_vlm` (seed {seed}). "
