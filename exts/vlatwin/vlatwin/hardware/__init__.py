@@ -1,0 +1,1 @@
+"""The robot seam (LeRobot-like), the emulated robot, the network agent and its drivers."""

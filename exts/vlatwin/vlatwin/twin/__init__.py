@@ -1,0 +1,1 @@
+"""The synchronized twin: clock sync, state estimation, delay compensation, divergence, safety, run logs."""
