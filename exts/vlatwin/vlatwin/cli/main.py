@@ -25,11 +25,13 @@ EPILOG = """examples:
   vlatwin replay out/pick --episode 0
   vlatwin eval configs/tasks --tasks reach_ball,pick_red_cube --policy expert --episodes 10 --out out/eval
   vlatwin serve --policy expert --config configs/tasks/reach_ball.yaml --port 8000
+  vlatwin twin run configs/tasks/reach_ball.yaml --policy expert --robot "emulated?latency_ms=50" --out out/twin
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vlatwin.cli import eval_cmds, record_cmds, scene_cmds, sdg_cmds, serve_cmds, sim_cmds
+    from vlatwin.cli import eval_cmds, record_cmds, scene_cmds, sdg_cmds, serve_cmds, sim_cmds, twin_cmds
+    from vlatwin.cli import agent_cmds
 
     parser = argparse.ArgumentParser(
         prog="vlatwin",
@@ -46,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     record_cmds.register(groups)
     eval_cmds.register(groups)
     serve_cmds.register(groups)
+    agent_cmds.register(groups)
+    twin_cmds.register(groups)
     return parser
 
 

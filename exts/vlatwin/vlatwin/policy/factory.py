@@ -6,6 +6,7 @@ spec                            policy
 ``expert``                      the scripted expert (:mod:`vlatwin.policy.expert`, built-in Panda)
 ``noisy-expert?noise=0.02``     the expert with Gaussian noise on its arm dims (std, action units)
 ``random``                      uniform random actions in the action space's bounds
+``excite?amplitude=0.25``       smooth multi-sine joint motion around the start pose (twin / sysid)
 ``hf://FOLDER?...``             a Hugging Face image-text-to-text model in this process
                                 (:mod:`vlatwin.policy.hf`; options ``decode=openvla|text``,
                                 ``unnorm_key=...``, ``trust_remote_code=1``, ...)
@@ -37,11 +38,14 @@ POLICY_KINDS: dict[str, str] = {
     "expert": "vlatwin.policy.factory:_expert",
     "noisy-expert": "vlatwin.policy.factory:_noisy_expert",
     "random": "vlatwin.policy.factory:_random",
+    "excite": "vlatwin.policy.excitation:from_spec",
     "hf": "vlatwin.policy.hf:from_spec",
     "openpi": "vlatwin.policy.openpi:from_spec",
     "openvla": "vlatwin.policy.openvla_rest:from_spec",
     "lerobot": "vlatwin.policy.lerobot:from_spec",
 }
+#: Kinds named without a scheme.
+BUILTINS = ("expert", "noisy-expert", "random", "excite")
 #: URL schemes that name the same kinds.
 SCHEME_ALIASES = {"ws": "openpi", "http": "openvla"}
 #: Encrypted transports are not spoken; refusing them beats silently falling back to plain text.
@@ -103,7 +107,7 @@ def parse_policy_spec(text: str) -> PolicySpec:
                 "(servers require --api-key when not on loopback)"
             )
         kind = SCHEME_ALIASES.get(scheme, scheme)
-        if kind not in POLICY_KINDS or kind in ("expert", "noisy-expert", "random"):
+        if kind not in POLICY_KINDS or kind in BUILTINS:
             raise VlatwinError(f"--policy {text!r}: unknown scheme {scheme!r}; known: {', '.join(_schemes())}")
         target = head.split("://", 1)[1]
         if not target:
@@ -122,7 +126,7 @@ def parse_policy_spec(text: str) -> PolicySpec:
 
 
 def _schemes() -> list[str]:
-    return [k for k in POLICY_KINDS if k not in ("expert", "noisy-expert", "random")] + sorted(SCHEME_ALIASES)
+    return [k for k in POLICY_KINDS if k not in BUILTINS] + sorted(SCHEME_ALIASES)
 
 
 def _load(path: str, what: str):

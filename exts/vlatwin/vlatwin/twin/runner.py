@@ -1,0 +1,417 @@
+"""``vlatwin twin run``: one action stream to the twin and the robot, with the twin kept synchronized.
+
+Per control period (the picture in words)::
+
+    robot state (newest, robot clock) --clock sync--> host time of the measurement
+        --delay compensation (twin delta)--> measured state now --Kalman (twin = process model)--> estimate
+        --> re-sync the twin from the estimate when they part by more than a threshold
+        --> J += |q_robot(t_meas) - q_twin(t_meas)|^2 dt  (offset-corrected timestamps), alarms
+    twin observation --> policy --> controller --> joint targets
+        --> safety monitor (NaN, limits, relative clamp, rates, workspace, collision, shadow roll-out)
+        --> twin (applied after the estimated downlink delay) and robot (with a TTL)
+    watchdog: no robot state for max(3 periods, 100 ms) --> latched e-stop (robot told to stop)
+
+Everything is logged to an MCAP run log (robot and twin states, estimate, commands before/after safety,
+events, J, clock sync) and summarized in a short HTML page.
+
+With the emulated robot the run uses a virtual host clock (deterministic, as fast as the CPU allows);
+with a networked robot (``tcp://``) it runs on the wall clock at the control rate.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from vlatwin.errors import VlatwinError
+from vlatwin.sim.types import JointCommand
+
+
+@dataclass(frozen=True)
+class TwinSettings:
+    policy: str
+    robot: str = "emulated"
+    duration_s: float | None = None
+    """Run length [s] (None: the task's step limit)."""
+    seed: int = 0
+    init_state: int = 0
+    """Index of the task's stored initial state both start from."""
+    sync: bool = True
+    """Estimate and re-synchronize the twin (False: open loop, the baseline)."""
+    resync_threshold: float = 0.002
+    """Re-sync the twin when the estimate and the twin differ by more than this [rad | m] in any joint."""
+    shadow: bool = True
+    """Roll each new command out in the twin first and veto it if the roll-out is unsafe."""
+    shadow_steps: int = 3
+    """Control periods of the shadow roll-out."""
+    command_ttl_s: float | None = None
+    """How long a command stays valid on the robot (None: max(3 periods, 100 ms))."""
+    state_timeout_s: float | None = None
+    """No robot state for this long -> e-stop (None: max(3 periods, 100 ms))."""
+    sync_every: int = 5
+    """Clock-sync exchanges every this many control periods."""
+    stop_on_success: bool = False
+    wall_clock: bool | None = None
+    """None: virtual clock for the emulated robot, wall clock otherwise."""
+    max_relative_target: float = 0.2
+    """Safety: largest target step from the estimated position [rad]."""
+    max_velocity: float = 2.5
+    """Safety: command rate limit [rad/s]."""
+
+
+@dataclass
+class TwinResult:
+    log: Path
+    html: Path | None
+    steps: int
+    summary: dict = field(default_factory=dict)
+
+
+class _TwinCommandPath:
+    """The twin simulator as the control loop sees it: ``set_command`` goes through the safety monitor and
+    out to the robot (one action stream); the twin applies commands after the estimated downlink delay."""
+
+    def __init__(self, runner):
+        self._r = runner
+        self._sim = runner.started
+
+    def __getattr__(self, name):
+        return getattr(self._sim, name)
+
+    def reset(self, *, seed=None):
+        return self._sim.reset(seed=seed)
+
+    def set_command(self, command: JointCommand) -> None:
+        self._r._send(command)
+
+    def advance(self, num_steps: int = 1) -> None:
+        self._r._advance_twin(num_steps)
+
+
+class TwinRunner:
+    """Builds the twin (task config + policy), connects the robot, runs the synchronized loop."""
+
+    def __init__(self, config: str | Path, settings: TwinSettings, *, log_path: str | Path, progress=None, robot_factory=None):
+        """``robot_factory(stage_path=, physics=, clock=, seed=, initial_state=) -> Robot`` replaces ``settings.robot``
+        (tests build emulated robots with scripted faults this way)."""
+        from vlatwin.eval.setup import load_task_setup
+        from vlatwin.hardware.clock import VirtualClock, WallClock
+        from vlatwin.policy.factory import make_policy_from_spec
+        from vlatwin.record.recorder import build_rig
+        from vlatwin.tasks.initial_states import task_initial_states
+
+        self.settings = settings
+        self.config_path = Path(config)
+        self.setup = load_task_setup(config, seed=settings.seed)
+        setup = self.setup
+        try:
+            task = setup.task
+            states = task_initial_states(task)
+            self.init = states[settings.init_state % len(states)]
+            self.policy = make_policy_from_spec(settings.policy, setup.context)
+            info = self.policy.info
+            scene_cams = {c.name: c for c in setup.config.scene.cameras}
+            missing = [n for n in info.image_keys if n not in scene_cams]
+            if missing:
+                raise VlatwinError(f"policy {info.name!r} reads camera {missing[0]!r}, not in {config}")
+            options = dict(info.controller_options)
+            options.setdefault("gripper", info.gripper_convention)
+            self.rig = build_rig(
+                setup.stage_path, setup.physics, [scene_cams[n] for n in info.image_keys], info.action_space, task.control_hz,
+                ["rgb"], sim=setup.sim, controller_options=options, policy=self.policy,
+            )
+            self.started = self.rig.started
+            self.started.initial_state = self.init
+            self.control_dt = 1.0 / task.control_hz
+            self.physics_dt = setup.sim.physics_dt
+            robot_is_emulated = settings.robot.split("?", 1)[0] == "emulated"
+            use_wall = settings.wall_clock if settings.wall_clock is not None else not robot_is_emulated
+            self.clock = WallClock() if use_wall else VirtualClock()
+            self.task = task
+            self.info = setup.sim.info
+            self.joint_names = list(self.info.joint_names)
+            self.log_path = Path(log_path)
+            self.progress = progress
+            self._build_sync()
+            self._build_safety()
+            # The control loop drives the twin through the command path (safety, robot, delayed twin).
+            self.rig.loop.sim = _TwinCommandPath(self)
+            self.robot = None
+            self.robot_factory = robot_factory
+        except BaseException:
+            setup.close()
+            raise
+
+    # ------------------------------------------------------------------ parts
+    def _build_sync(self) -> None:
+        from vlatwin.twin.clock import ClockSync
+        from vlatwin.twin.delay import DelayCompensator
+        from vlatwin.twin.divergence import DivergenceMonitor
+        from vlatwin.twin.estimator import JointKalman
+
+        n = len(self.joint_names)
+        # Skew only from a long enough span: over a few seconds with 10 ms jitter a fitted skew is noise.
+        self.clock_sync = ClockSync(min_skew_span_s=10.0)
+        # Two twin histories: the twin as it was (what J compares against) and its motion alone, with the
+        # re-sync jumps taken out (what delay compensation adds to a late measurement; a jump is not motion).
+        self.delay = DelayCompensator(horizon_s=2.0)
+        self.twin_history = DelayCompensator(horizon_s=2.0)
+        self._motion_offset = np.zeros(len(self.joint_names))
+        self.kalman = JointKalman(n, process_q_std=1e-3, process_qd_std=5e-2, meas_q_std=1e-3, meas_qd_std=5e-2)
+        self.divergence = DivergenceMonitor(alarm_rms=0.05, window_s=0.5, joint_names=[p.rsplit("/", 1)[-1] for p in self.joint_names])
+
+    def _build_safety(self) -> None:
+        from vlatwin.twin.safety import SafetyLimits, SafetyMonitor
+        from vlatwin.twin.watchdog import StateWatchdog, default_timeout
+
+        lower, upper = np.asarray(self.info.joint_lower, float), np.asarray(self.info.joint_upper, float)
+        is_grip = np.array(["finger" in p.lower() or "gripper" in p.lower() for p in self.joint_names])
+        margin = np.where(is_grip, 0.0, 0.05)
+        n = len(self.joint_names)
+        ee = None
+        chain = self.setup.chain
+        if chain is not None:
+            from vlatwin.control.base import match_joint_names
+
+            idx = match_joint_names(chain.joint_names, self.joint_names)
+
+            def ee(q, _idx=idx):
+                return chain.fk(np.asarray(q, float)[_idx])[:3, 3]
+
+        s = self.settings
+        self.safety_limits = SafetyLimits(
+            lower=lower, upper=upper, margin=margin,
+            max_relative_target=np.where(is_grip, 0.1, s.max_relative_target),
+            max_velocity=np.full(n, s.max_velocity), max_acceleration=None,
+            workspace_min=np.array([-0.2, -0.8, -0.05]) if ee is not None else None,
+            workspace_max=np.array([1.0, 0.8, 1.2]) if ee is not None else None,
+            ee_position=ee, collision=None,
+        )
+        self.safety = SafetyMonitor(self.safety_limits, self.control_dt)
+        timeout = s.state_timeout_s or default_timeout(self.control_dt)
+        self.state_watchdog = StateWatchdog(timeout)
+        self.command_ttl = s.command_ttl_s or default_timeout(self.control_dt)
+
+    # ---------------------------------------------------------------- the loop
+    def run(self, *, html: str | Path | None = None) -> TwinResult:
+        from vlatwin.hardware.factory import make_robot
+        from vlatwin.twin.runlog import RunLog
+
+        s = self.settings
+        steps_cap = int(round(s.duration_s * self.task.control_hz)) if s.duration_s else int(self.task.max_steps)
+        metadata = {
+            "config": str(self.config_path), "policy": s.policy, "robot": s.robot, "seed": s.seed,
+            "init_state": s.init_state, "control_hz": self.task.control_hz, "physics_dt": self.physics_dt,
+            "joint_names": self.joint_names, "settings": {k: getattr(s, k) for k in s.__dataclass_fields__},
+            "clock": "virtual" if self.clock.is_virtual else "wall", "instruction": self.task.instructions[0],
+            "initial_state": self.init.to_dict(), "physics": self.setup.physics,
+        }
+        try:
+            self.robot = (self.robot_factory or (lambda **kw: make_robot(s.robot, **kw)))(
+                stage_path=self.setup.stage_path, physics=self.setup.physics, clock=self.clock, seed=s.seed,
+                initial_state=self.init,
+            )
+        except BaseException:
+            self.setup.close()
+            raise
+        attachments = {"scene.usda": Path(self.setup.stage_path).read_bytes(), "config.yaml": self.config_path.read_bytes()}
+        self.log = RunLog(self.log_path, metadata=metadata, attachments=attachments)
+        self._seq = 0
+        self._last_robot_seq = -1
+        self._pending: deque[tuple[float, np.ndarray]] = deque()  # (apply at host time, target_q) for the twin
+        self._events = 0
+        self._resyncs = 0
+        self._robot_obs = None
+        steps = 0
+        try:
+            self.robot.connect()
+            obs = self.rig.loop.reset(seed=s.seed, episode=s.init_state, instruction=self.task.instructions[0])
+            state = obs.state
+            self.kalman.reset(np.asarray(state.joint_q, float), np.asarray(state.joint_qd, float), q_std=1e-3, qd_std=1e-2)
+            self.safety.reset(np.asarray(state.joint_q, float))
+            self._t0 = self.clock.now()
+            self.state_watchdog.feed(self._t0)
+            self._record_twin(self._t0, state)
+            for _ in range(4):  # a first clock estimate before moving
+                self._clock_sync()
+            tracker = self.task.tracker()
+            for k in range(steps_cap):
+                now = self.clock.now()
+                self._sync_from_robot(now)
+                if k % max(1, s.sync_every) == 0:
+                    self._clock_sync()
+                if self.state_watchdog.expired(now) and not self.safety.estopped:
+                    self._estop(now, f"watchdog: no robot state for {self.state_watchdog.age(now) * 1e3:.0f} ms")
+                # The policy sees the twin as re-synchronized just now, with the latest sensor data.
+                obs = replace(obs, state=self.started.get_state())
+                step, obs = self.rig.loop.step(obs)
+                self.log.log("/policy", now, {
+                    "action": step.raw_action if step.raw_action is not None else [],
+                    "latency_ms": step.policy_latency_ms, "queried": step.policy_queried,
+                })
+                steps = k + 1
+                if self.clock.is_virtual:
+                    pass  # the twin's advance moved the virtual clock
+                else:
+                    self.clock.sleep_until(self._t0 + steps * self.control_dt)
+                if self.progress is not None:
+                    self.progress(k, steps_cap, self.divergence, self.safety)
+                if s.stop_on_success and tracker.update(bool(self.task.success(step.next_state, self.info)), k):
+                    break
+        finally:
+            try:
+                if self.robot is not None:
+                    self.robot.disconnect()
+            finally:
+                self.log.close()
+                close = getattr(self.policy, "close", None)
+                if close is not None:
+                    close()
+                self.setup.close()
+        summary = {
+            "steps": steps, "J": self.divergence.J, "alarm": self.divergence.alarm, "resyncs": self._resyncs,
+            "estopped": self.safety.estopped, "clock_offset_s": self.clock_sync.offset if self.clock_sync.ready else None,
+        }
+        html_path = None
+        if html is not None:
+            from vlatwin.report.twin_report import write_twin_summary
+
+            html_path = write_twin_summary(self.log_path, Path(html))
+        return TwinResult(log=self.log_path, html=html_path, steps=steps, summary=summary)
+
+    # ------------------------------------------------------------- sync side
+    def _clock_sync(self) -> None:
+        sample = self.robot.sync_sample()
+        if sample is None:
+            return
+        self.clock_sync.add(*sample)
+        if self.clock_sync.ready:
+            self.log.log("/clock", self.clock.now(), {
+                "offset_s": self.clock_sync.offset, "skew_ppm": self.clock_sync.skew_ppm, "delay_s": self.clock_sync.delay,
+                "samples": self.clock_sync.samples, "ref_s": self.clock.now(),
+            })
+
+    def _downlink_delay(self) -> float:
+        """Estimated one-way command delay [s] (half the smallest round trip)."""
+        return 0.5 * self.clock_sync.delay if self.clock_sync.ready else 0.0
+
+    def _record_twin(self, t: float, state) -> None:
+        q = np.asarray(state.joint_q, float)
+        qd = np.asarray(state.joint_qd, float)
+        self.twin_history.record(t, q, qd)
+        self.delay.record(t, q - self._motion_offset, qd)
+        self.log.log("/twin/state", t, {"step": int(state.step), "time": float(state.time), "joint_q": q, "joint_qd": qd})
+
+    def _sync_from_robot(self, now: float) -> None:
+        obs = self.robot.get_observation()
+        sim = self.started
+        twin = sim.get_state()
+        q_twin, qd_twin = np.asarray(twin.joint_q, float), np.asarray(twin.joint_qd, float)
+        if self.settings.sync:
+            self.kalman.predict(q_twin, qd_twin, self.control_dt)
+        if obs is None or obs.seq <= self._last_robot_seq:
+            return
+        self._last_robot_seq = obs.seq
+        self._robot_obs = obs
+        self.state_watchdog.feed(now)
+        t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
+        q_meas, qd_meas = np.asarray(obs.joint_q, float), np.asarray(obs.joint_qd, float)
+        self.log.log("/robot/state", obs.host_time, {
+            "seq": obs.seq, "robot_time": obs.robot_time, "host_time": obs.host_time, "t_meas": t_meas,
+            "joint_q": q_meas, "joint_qd": qd_meas, "status": obs.status,
+        })
+        then = self.twin_history.twin_at(t_meas)
+        q_twin_then = None if then is None else then[0]
+        if q_twin_then is not None:
+            for alarm in self.divergence.add(t_meas, q_meas, q_twin_then):
+                self._event(now, alarm, "warning")
+            self.log.log("/divergence", now, {
+                "J": self.divergence.J, "rms": self.divergence.rms, "alarm": self.divergence.alarm,
+                "max_abs": self.divergence.max_abs,
+            })
+        if not self.settings.sync:
+            return
+        q_now, qd_now = self.delay.forward(t_meas, q_meas, qd_meas, now)
+        self.kalman.update(q_now, qd_now)
+        self.log.log("/estimate", now, {
+            "joint_q": self.kalman.q, "joint_qd": self.kalman.qd, "std_q": self.kalman.std_q, "latency_s": now - t_meas,
+        })
+        gap = np.abs(self.kalman.q - q_twin)
+        if float(gap.max()) > self.settings.resync_threshold:
+            # hold=False: the drive keeps the commanded target; only the state jumps to the estimate.
+            sim.set_joint_state(self.kalman.q, self.kalman.qd, hold=False)
+            self._motion_offset = self._motion_offset + (self.kalman.q - q_twin)
+            self._resyncs += 1
+
+    # ------------------------------------------------------------ command side
+    def _estop(self, now: float, reason: str) -> None:
+        event = self.safety.estop(reason, time=now)
+        self.log.log("/safety/event", now, event.to_dict())
+        try:
+            self.robot.estop()
+        finally:
+            self._event(now, f"e-stop: {reason}", "error")
+
+    def _event(self, t: float, text: str, level: str = "info") -> None:
+        self._events += 1
+        self.log.log("/events", t, {"text": text, "level": level})
+
+    def _send(self, command: JointCommand) -> None:
+        now = self.clock.now()
+        target = np.asarray(command.target_q, float)
+        self._seq += 1
+        self.log.log("/command/raw", now, {"seq": self._seq, "target_q": target})
+        measured = self.kalman.q if self.settings.sync else np.asarray(self.started.get_state().joint_q, float)
+        decision = self.safety.check(target, measured, time=now)
+        for event in decision.events:
+            self.log.log("/safety/event", now, event.to_dict())
+        safe = decision.target_q
+        if safe is not None and self.settings.shadow:
+            veto = self._shadow(safe)
+            if veto is not None:
+                self.log.log("/safety/event", now, veto.to_dict())
+                safe = None
+        if safe is None:
+            return  # hold: neither the twin nor the robot gets a new target
+        from vlatwin.hardware.base import RobotAction
+
+        expires = now + self.command_ttl
+        self.robot.send_action(RobotAction(target_q=safe, seq=self._seq, send_time=now, expires_at=expires))
+        self.log.log("/command/safe", now, {"seq": self._seq, "target_q": safe, "expires_at": expires})
+        self._pending.append((now + self._downlink_delay(), safe))
+
+    def _shadow(self, target: np.ndarray):
+        """Roll the command out in the twin for a few control periods; veto it if the roll-out is unsafe."""
+        from vlatwin.twin.safety import shadow_veto
+
+        sim = self.started._sim
+        snap = sim.snapshot()
+        try:
+            sim.set_command(JointCommand(target_q=target))
+            rows = []
+            per = int(round(self.control_dt / self.physics_dt))
+            for _ in range(self.settings.shadow_steps):
+                sim.advance(per)
+                rows.append(np.asarray(sim.get_state().joint_q, float))
+        except Exception as exc:  # a roll-out that blows up the twin is itself the veto
+            from vlatwin.twin.safety import SafetyEvent
+
+            sim.restore(snap)
+            return SafetyEvent(kind="shadow", reason=f"shadow roll-out failed: {exc}", before=target, after=None)
+        sim.restore(snap)
+        return shadow_veto(np.stack(rows), self.safety_limits)
+
+    def _advance_twin(self, num_steps: int) -> None:
+        sim = self.started._sim
+        for _ in range(num_steps):
+            now = self.clock.now()
+            while self._pending and self._pending[0][0] <= now + 1e-12:
+                _, target = self._pending.popleft()
+                sim.set_command(JointCommand(target_q=target))
+            sim.advance(1)
+            if self.clock.is_virtual:
+                self.clock.advance(self.physics_dt)
+        self._record_twin(self.clock.now(), sim.get_state())
