@@ -1,0 +1,229 @@
+"""The robot link's wire format (schema version 1): msgpack maps, validated field by field, no pickle.
+
+Every message is one msgpack map with the common fields
+
+``v``        schema version (:data:`SCHEMA_VERSION`); any other value is refused with a one-line error
+``type``     one of :data:`MESSAGE_TYPES`
+``seq``      the sender's sequence number for this channel (increases by one per message)
+``t_send``   the sender's monotonic clock when it sent the message [s]
+``token``    the shared secret (optional; required by an agent started with a token)
+
+and the fields of its type (``?`` = optional, may be absent or nil)::
+
+    state        robot_seq, robot_time [s, robot clock], joint_q [rad|m], joint_qd, joint_effort?, status, session
+    command      target_q [rad|m], ttl_s? [s] (expires_at - send_time; nil = never expires), mode ("joint_pos")
+    ping         t1 [s] (host send)
+    pong         ref (the ping's seq), t1 (echoed), t2 (agent receive), t3 (agent reply) [s, robot clock]
+    hello        client? (a name for the agent's log)
+    welcome      ref, joint_names, robot, state_rate_hz, schema, session, command_port, state_port
+    estop        reason?
+    reset_estop  reason?
+    ack          ref, of (the acknowledged type)
+    error        code, message, ref?
+
+Vectors travel as msgpack arrays of floats (cross-language, no ExtType) and decode to float64 numpy
+arrays; ``status`` is a flat map of scalars. :func:`decode` rejects anything else (wrong types, bools where
+numbers belong, NaN/Inf, vectors of different lengths, unknown fields, trailing bytes, frames over
+:data:`MAX_FRAME_BYTES`) with :class:`WireError`; :func:`encode` runs the same checks before packing, so
+nothing invalid is ever sent. Freshness is the receiver's call (see :class:`~vlatwin.hardware.agent.RobotAgent`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from vlatwin._deps import require
+from vlatwin.errors import VlatwinError
+
+SCHEMA_VERSION = 1
+MAX_FRAME_BYTES = 65536
+MAX_JOINTS = 64
+MAX_SEQ = 2**63 - 1
+MAX_STR = 4096
+MAX_STATUS_KEYS = 64
+
+MESSAGE_TYPES = ("state", "command", "ping", "pong", "hello", "welcome", "estop", "reset_estop", "ack", "error")
+COMMAND_MODES = ("joint_pos",)
+
+
+class WireError(VlatwinError):
+    """A malformed, unsupported or stale frame on the robot link (the receiver logs it and drops it)."""
+
+
+# field kinds: "int" (0..2^63-1), "float" (finite), "pos" (finite, > 0), "str", "vec", "strlist", "status", "port"
+_COMMON = {"v": ("int", True), "type": ("str", True), "seq": ("int", True), "t_send": ("float", True), "token": ("str", False)}
+_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
+    "state": {
+        "robot_seq": ("int", True), "robot_time": ("float", True), "joint_q": ("vec", True), "joint_qd": ("vec", True),
+        "joint_effort": ("vec", False), "status": ("status", True), "session": ("int", True),
+    },
+    "command": {"target_q": ("vec", True), "ttl_s": ("pos", False), "mode": ("str", True)},
+    "ping": {"t1": ("float", True)},
+    "pong": {"ref": ("int", True), "t1": ("float", True), "t2": ("float", True), "t3": ("float", True)},
+    "hello": {"client": ("str", False)},
+    "welcome": {
+        "ref": ("int", True), "joint_names": ("strlist", True), "robot": ("str", True), "state_rate_hz": ("pos", True),
+        "schema": ("int", True), "session": ("int", True), "command_port": ("port", True), "state_port": ("port", True),
+    },
+    "estop": {"reason": ("str", False)},
+    "reset_estop": {"reason": ("str", False)},
+    "ack": {"ref": ("int", True), "of": ("str", True)},
+    "error": {"code": ("str", True), "message": ("str", True), "ref": ("int", False)},
+}
+
+
+def _msgpack():
+    return require("msgpack", extra="twin")
+
+
+def _ext_hook(code, data):
+    raise WireError(f"msgpack ExtType {code} is not part of the robot wire")
+
+
+def _check(kind: str, name: str, value: Any) -> Any:
+    if kind in ("int", "port"):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            raise WireError(f"field {name!r} must be an integer, got {type(value).__name__}")
+        value = int(value)
+        hi = 65535 if kind == "port" else MAX_SEQ
+        if not 0 <= value <= hi:
+            raise WireError(f"field {name!r} = {value} is out of range 0..{hi}")
+        return value
+    if kind in ("float", "pos"):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            raise WireError(f"field {name!r} must be a number, got {type(value).__name__}")
+        value = float(value)
+        if not math.isfinite(value):
+            raise WireError(f"field {name!r} is not finite ({value})")
+        if kind == "pos" and value <= 0:
+            raise WireError(f"field {name!r} must be > 0, got {value}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise WireError(f"field {name!r} must be a string, got {type(value).__name__}")
+        if len(value) > MAX_STR:
+            raise WireError(f"field {name!r} is longer than {MAX_STR} characters")
+        return value
+    if kind == "vec":
+        if isinstance(value, np.ndarray):
+            if value.ndim != 1 or value.dtype.kind not in "fiu":
+                raise WireError(f"field {name!r} must be a 1-D numeric array, got shape {value.shape} dtype {value.dtype}")
+            arr = value.astype(np.float64)
+        else:
+            if not isinstance(value, (list, tuple)):
+                raise WireError(f"field {name!r} must be a list of numbers, got {type(value).__name__}")
+            if any(isinstance(x, bool) or not isinstance(x, (int, float, np.integer, np.floating)) for x in value):
+                raise WireError(f"field {name!r} must contain numbers only")
+            arr = np.asarray(value, dtype=np.float64)
+        if not 1 <= arr.size <= MAX_JOINTS:
+            raise WireError(f"field {name!r} must have 1..{MAX_JOINTS} entries, got {arr.size}")
+        if not np.all(np.isfinite(arr)):
+            raise WireError(f"field {name!r} contains NaN or Inf")
+        return arr
+    if kind == "strlist":
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_JOINTS:
+            raise WireError(f"field {name!r} must be a list of 1..{MAX_JOINTS} strings")
+        return tuple(_check("str", name, x) for x in value)
+    if kind == "status":
+        if not isinstance(value, dict) or len(value) > MAX_STATUS_KEYS:
+            raise WireError(f"field {name!r} must be a map of at most {MAX_STATUS_KEYS} entries")
+        out = {}
+        for key, item in value.items():
+            _check("str", f"{name}.key", key)
+            if item is None or isinstance(item, (bool, str)):
+                out[key] = _check("str", f"{name}.{key}", item) if isinstance(item, str) else item
+            elif isinstance(item, (int, np.integer)):
+                out[key] = int(item)
+            elif isinstance(item, (float, np.floating)):
+                out[key] = _check("float", f"{name}.{key}", item)
+            else:
+                raise WireError(f"field {name}.{key} must be a scalar (bool, number, string, nil), got {type(item).__name__}")
+        return out
+    raise AssertionError(kind)
+
+
+def validate(msg: Any) -> dict[str, Any]:
+    """The message with every field checked and normalized (vectors -> float64 arrays); raises :class:`WireError`."""
+    if not isinstance(msg, dict):
+        raise WireError(f"a robot-wire message is a map, got {type(msg).__name__}")
+    if "v" not in msg:
+        raise WireError("message has no schema version field 'v'")
+    version = msg["v"]
+    if version != SCHEMA_VERSION or isinstance(version, bool):
+        raise WireError(f"schema version {version!r} is not supported (this side speaks {SCHEMA_VERSION}); update vlatwin on both ends")
+    kind = msg.get("type")
+    if kind not in MESSAGE_TYPES:
+        raise WireError(f"unknown message type {kind!r}; known: {', '.join(MESSAGE_TYPES)}")
+    spec = {**_COMMON, **_FIELDS[kind]}
+    unknown = sorted(str(k) for k in msg if k not in spec)
+    if unknown:
+        raise WireError(f"{kind} message has unknown field {unknown[0]!r}")
+    out: dict[str, Any] = {}
+    for name, (field_kind, required) in spec.items():
+        value = msg.get(name)
+        if value is None:
+            if required:
+                raise WireError(f"{kind} message lacks field {name!r}")
+            out[name] = None
+            continue
+        out[name] = _check(field_kind, name, value)
+    if kind == "state":
+        n = out["joint_q"].size
+        for name in ("joint_qd", "joint_effort"):
+            if out[name] is not None and out[name].size != n:
+                raise WireError(f"state field {name!r} has {out[name].size} entries, joint_q has {n}")
+    elif kind == "command" and out["mode"] not in COMMAND_MODES:
+        raise WireError(f"command mode {out['mode']!r} is not supported; known: {', '.join(COMMAND_MODES)}")
+    return out
+
+
+def message(kind: str, *, seq: int, t_send: float, token: str | None = None, **fields: Any) -> dict[str, Any]:
+    """A message map with the common fields filled in (not yet validated: :func:`encode` does that)."""
+    msg = {"v": SCHEMA_VERSION, "type": kind, "seq": seq, "t_send": t_send, **fields}
+    if token is not None:
+        msg["token"] = token
+    return msg
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    """One validated message as msgpack bytes; raises :class:`WireError` on anything :func:`decode` would refuse."""
+    checked = validate(msg)
+    data = _msgpack().packb({k: _plain(v) for k, v in checked.items() if v is not None}, use_bin_type=True)
+    if len(data) > MAX_FRAME_BYTES:
+        raise WireError(f"message is {len(data)} bytes, over the {MAX_FRAME_BYTES}-byte frame limit")
+    return data
+
+
+def decode(data: bytes) -> dict[str, Any]:
+    """Bytes from the link -> a validated message; raises :class:`WireError` (one line) on any malformed frame."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise WireError(f"a frame is bytes, got {type(data).__name__}")
+    if len(data) > MAX_FRAME_BYTES:
+        raise WireError(f"frame is {len(data)} bytes, over the {MAX_FRAME_BYTES}-byte limit")
+    msgpack = _msgpack()
+    try:
+        obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, ext_hook=_ext_hook)
+    except WireError:
+        raise
+    except msgpack.ExtraData:
+        raise WireError("frame has trailing bytes after the message") from None
+    except Exception as exc:  # noqa: BLE001 - msgpack raises ValueError / UnpackValueError / TypeError / UnicodeDecodeError ...
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise WireError(f"frame is not valid msgpack ({detail})") from None
+    return validate(obj)
+
+
+__all__ = [
+    "COMMAND_MODES", "MAX_FRAME_BYTES", "MESSAGE_TYPES", "SCHEMA_VERSION", "WireError", "decode", "encode", "message", "validate",
+]
