@@ -147,7 +147,9 @@ class CommandExpiry:
             last_target: Newest command target (n,) [rad | m]; None when none arrived yet (decelerate, then stop).
             last_receive_time: When that command arrived [s].
             ttl: How long it stays fresh [s]; None: it never expires.
-            q: Measured joint positions (n,) [rad | m].
+            q: The robot's *desired* joint positions (n,) [rad | m] (libfranka's q_d: the last target the
+                servo commanded), not the measured ones: a target that follows the measured arm holds nothing
+                against gravity, the arm sags and the simulation can blow up.
             qd: Measured joint velocities (n,) [rad/s | m/s] (non-finite values count as 0).
             dt: Look-ahead of ``q + v * dt`` [s]; default: the time since the previous call.
         """

@@ -1,0 +1,333 @@
+"""The emulated robot (a second Newton instance behind an emulated link), in virtual time unless stated.
+
+Every test drives the reach_ball stage; the twin is the task setup's own backend, stepped by hand.
+"""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vlatwin.errors import VlatwinError
+from vlatwin.hardware.base import RobotAction
+from vlatwin.hardware.clock import VirtualClock, WallClock
+from vlatwin.hardware.emulated import EmulatedRobot, EmulationParams
+from vlatwin.sim.types import JointCommand
+
+REACH_BALL = Path(__file__).resolve().parents[2] / "configs" / "tasks" / "reach_ball.yaml"
+CONTROL_DT = 0.05  # 20 Hz: 30 physics steps of 1/600 s
+
+
+@pytest.fixture(scope="module")
+def setup():
+    from vlatwin.eval.setup import load_task_setup
+
+    s = load_task_setup(REACH_BALL)
+    yield s
+    s.close()
+
+
+def _robot(setup, clock=None, **params):
+    robot = EmulatedRobot(
+        setup.stage_path, setup.physics, clock=clock or VirtualClock(), params=EmulationParams(**params)
+    )
+    robot.connect()
+    return robot
+
+
+def _targets(q0, k):
+    """A smooth joint-space motion around the home pose (fingers left alone)."""
+    target = q0.copy()
+    target[:7] += 0.15 * np.sin(2.0 * k * CONTROL_DT + np.arange(7))
+    return target
+
+
+def _drive(robot, clock, q0, steps, *, start=0, ttl=None):
+    for k in range(start, start + steps):
+        clock.set(k * CONTROL_DT)
+        send = clock.now()
+        robot.send_action(
+            RobotAction(_targets(q0, k), seq=k, send_time=send, expires_at=None if ttl is None else send + ttl)
+        )
+
+
+def test_perfect_link_tracks_exactly_like_a_plain_backend(setup):
+    """Zero latency, noise and mismatch: the robot's q is bit-identical to a second backend given the same commands."""
+    twin = setup.sim
+    twin.reset()
+    clock = VirtualClock()
+    robot = _robot(setup, clock)
+    try:
+        assert robot.joint_names == twin.info.joint_names
+        q0 = twin.get_state().joint_q.copy()
+        for k in range(30):
+            clock.set(k * CONTROL_DT)
+            assert np.array_equal(robot.truth().q, twin.get_state().joint_q)
+            target = _targets(q0, k)
+            applied = robot.send_action(RobotAction(target, seq=k, send_time=clock.now()))
+            np.testing.assert_array_equal(
+                applied.target_q, np.clip(target, twin.info.joint_lower, twin.info.joint_upper)
+            )
+            twin.set_command(JointCommand(target_q=target))
+            twin.advance(30)
+        clock.set(30 * CONTROL_DT)
+        truth = robot.truth()
+        assert truth.step == 900 and np.abs(truth.q - q0).max() > 0.05
+        assert np.array_equal(truth.q, twin.get_state().joint_q)
+        newest = robot.get_observation()
+        assert newest.seq == 750 and newest.host_time == pytest.approx(1.5) and newest.robot_time == pytest.approx(1.5)
+        np.testing.assert_array_equal(newest.joint_q, truth.q)
+        assert newest.status["commands_received"] == 30 and newest.status["mode"] == "running"
+    finally:
+        robot.disconnect()
+
+
+def test_latency_delays_states_and_robot_time_follows_offset_and_drift(setup):
+    """50 ms each way: states arrive and commands act 50 ms late; robot_time = (t + offset)(1 + drift)."""
+    offset, drift = 0.5, 50.0
+    clock = VirtualClock()
+    robot = _robot(setup, clock, latency_s=0.05, clock_offset_s=offset, drift_ppm=drift)
+    try:
+        q0 = robot.truth().q
+        robot.send_action(RobotAction(_targets(q0, 10), seq=1, send_time=0.0))
+        first = None
+        while first is None:
+            clock.advance(0.001)
+            first = robot.get_observation()
+        assert clock.now() >= 0.05 - 1e-9 and first.host_time == pytest.approx(0.05) and first.seq == 0
+        clock.set(0.5)
+        observations = robot.poll_observations()
+        assert len(observations) > 200
+        for obs in observations:
+            measured = obs.host_time - 0.05
+            assert obs.robot_time == pytest.approx((measured + offset) * (1 + drift * 1e-6), abs=1e-12)
+        ((receive_time, seq, _),) = robot.truth().commands
+        assert seq == 1 and receive_time == pytest.approx(0.05)
+        t1, t2, t3, t4 = robot.sync_sample()
+        assert t4 - t1 == pytest.approx(0.1 + 20e-6)
+        theta = ((t2 - t1) + (t3 - t4)) / 2  # NTP offset: robot clock minus host clock
+        assert theta == pytest.approx(robot.robot_clock(t1 + 0.05) - (t1 + 0.05), abs=1e-9)
+    finally:
+        robot.disconnect()
+
+
+def test_ten_percent_loss_leaves_ten_percent_gaps(setup):
+    """10 % loss both ways: about 10 % of state seqs missing, and the robot's lost-command estimate agrees."""
+    clock = VirtualClock()
+    robot = _robot(setup, clock, latency_s=0.02, jitter_s=0.005, loss=0.1, seed=3)
+    try:
+        q0 = robot.truth().q
+        for k in range(200):
+            clock.set(k * 0.01)
+            robot.send_action(RobotAction(_targets(q0, k // 5), seq=k, send_time=clock.now()))
+        clock.set(2.5)
+        observations = robot.poll_observations()
+        seqs = sorted(o.seq for o in observations)
+        assert len(set(seqs)) == len(seqs)
+        gap = 1.0 - len(seqs) / (seqs[-1] + 1)
+        assert 0.07 < gap < 0.13
+        status = robot.get_observation().status
+        assert abs(status["commands_lost"] - (200 - status["commands_received"])) <= 2  # only trailing losses go unseen
+        assert 0.04 < status["commands_lost"] / 200 < 0.17
+    finally:
+        robot.disconnect()
+
+
+def test_latest_value_ignores_overtaken_commands_and_accepts_a_restarted_host(setup):
+    """Jitter reorders commands: only newer ones apply; a host restarting at seq 0 with later send times is accepted."""
+    clock = VirtualClock()
+    robot = _robot(setup, clock, latency_s=0.03, jitter_s=0.02, seed=5)
+    try:
+        q0 = robot.truth().q
+        for k in range(100):
+            clock.set(k * 0.005)
+            robot.send_action(RobotAction(_targets(q0, k // 10), seq=k, send_time=clock.now()))
+        clock.set(1.0)
+        applied = [seq for _, seq, _ in robot.truth().commands]
+        status = robot.get_observation().status
+        assert applied == sorted(applied) and status["commands_stale"] > 0
+        assert status["commands_received"] == 100 and len(applied) + status["commands_stale"] == 100
+        robot.send_action(RobotAction(q0, seq=0, send_time=clock.now()))
+        clock.advance(0.2)
+        assert robot.truth().commands[-1][1] == 0 and robot.get_observation().status["last_command_seq"] == 0
+    finally:
+        robot.disconnect()
+
+
+def test_expired_commands_hold_then_decelerate_then_stop(setup):
+    """After the last command's TTL: holding -> decelerating -> stopped in the streamed status, velocities to ~0."""
+    clock = VirtualClock()
+    robot = _robot(setup, clock, hold_s=0.02, max_decel=1.0)
+    try:
+        q0 = robot.truth().q
+        for k in range(10):  # joint 1 ramps at 0.4 rad/s; each command lives 60 ms after it arrives
+            clock.set(k * 0.02)
+            target = q0.copy()
+            target[0] += 0.4 * 0.02 * (k + 1)
+            robot.send_action(RobotAction(target, seq=k, send_time=clock.now(), expires_at=clock.now() + 0.06))
+        last_arrival = clock.now()
+        modes, observations = [], []
+        while clock.now() < 1.5:
+            clock.advance(0.01)
+            for obs in robot.poll_observations():
+                observations.append(obs)
+                if not modes or modes[-1][0] != obs.status["mode"]:
+                    modes.append((obs.status["mode"], obs.robot_time))
+        assert [m for m, _ in modes] == ["stopped", "running", "holding", "decelerating", "stopped"]
+        holding_at = dict(modes)["holding"]
+        assert last_arrival + 0.06 < holding_at <= last_arrival + 0.06 + 0.005
+        assert dict(modes)["decelerating"] == pytest.approx(holding_at + 0.02, abs=0.005)
+        assert robot.truth().mode == "stopped"
+        # XPBD's stiff drives keep a small limit cycle at rest (the twin shows the same): ~0 against the motion.
+        qd = np.array([o.joint_qd[:7] for o in observations])
+        q = np.array([o.joint_q[:7] for o in observations])
+        rest = np.array([o.robot_time for o in observations]) > 1.0
+        assert np.abs(qd[~rest]).max() > 0.3
+        assert np.sqrt(np.mean(qd[rest] ** 2)) < 0.03 and np.ptp(q[rest], axis=0).max() < 0.01
+    finally:
+        robot.disconnect()
+
+
+def test_mismatch_changes_the_trajectory_deterministically(setup):
+    """Mismatch 0.2: the robot parts from the twin under the same commands; the same seed repeats it exactly."""
+    twin = setup.sim
+    twin.reset()
+    q0 = twin.get_state().joint_q.copy()
+    for k in range(20):
+        twin.set_command(JointCommand(target_q=_targets(q0, k)))
+        twin.advance(30)
+    runs = []
+    for _ in range(2):
+        clock = VirtualClock()
+        robot = _robot(setup, clock, mismatch=0.2, seed=3)
+        try:
+            _drive(robot, clock, q0, 20)
+            clock.set(20 * CONTROL_DT)
+            runs.append(robot.truth())
+        finally:
+            robot.disconnect()
+    a, b = runs
+    assert np.array_equal(a.q, b.q)
+    assert np.abs(a.q - twin.get_state().joint_q).max() > 1e-4
+    nominal = twin.get_params()
+    ratio = a.params.drive_stiffness / nominal.drive_stiffness
+    assert np.all((ratio >= 0.8 - 1e-6) & (ratio <= 1.2 + 1e-6)) and np.ptp(ratio) > 0.01
+    assert np.array_equal(a.params.body_mass[-2:], nominal.body_mass[-2:])  # objects keep their masses
+
+
+def test_estop_latches_until_reset_and_a_new_command(setup):
+    """E-stop: the robot stops and ignores commands; after reset it stays stopped until a new command."""
+    clock = VirtualClock()
+    robot = _robot(setup, clock, max_decel=2.0)
+    try:
+        q0 = robot.truth().q
+        _drive(robot, clock, q0, 10)
+        clock.advance(0.01)  # the last command has arrived
+        robot.estop()
+        clock.advance(0.5)
+        truth = robot.truth()
+        status = robot.get_observation().status
+        assert status["estop"] and status["mode"] == "stopped" and truth.mode == "stopped"
+        held = truth.q.copy()
+        robot.send_action(RobotAction(q0 + 0.1 * (np.arange(9) < 7), seq=20, send_time=clock.now()))
+        clock.advance(0.3)
+        status = robot.get_observation().status
+        assert status["commands_rejected"] == 1 and status["last_command_seq"] == 9
+        truth = robot.truth()
+        assert [seq for _, seq, _ in truth.commands] == list(range(10))
+        assert np.abs(truth.q - held).max() < 0.03  # settling only (XPBD rings); the refused command would move 0.1 rad
+        robot.reset_estop()
+        clock.advance(0.2)
+        assert robot.truth().mode == "stopped" and not robot.get_observation().status["estop"]
+        target = q0 + 0.1 * (np.arange(9) < 7)
+        robot.send_action(RobotAction(target, seq=21, send_time=clock.now()))
+        clock.advance(0.5)
+        truth = robot.truth()
+        assert truth.mode == "running" and truth.commands[-1][1] == 21
+        assert np.abs(truth.q[:7] - target[:7]).max() < 0.06  # within XPBD's ringing after a 0.1 rad step
+    finally:
+        robot.disconnect()
+
+
+def test_realtime_mode_streams_states_on_a_wall_clock(setup):
+    """With a wall clock and the background thread, >= 100 states arrive in 0.5 s without polling."""
+    robot = _robot(setup, WallClock(), latency_s=0.001)
+    received = []
+    try:
+        robot.start_realtime(received.append)
+        time.sleep(0.5)
+        robot.stop_realtime()
+        assert len(received) >= 100
+        seqs = [o.seq for o in received]
+        assert seqs == sorted(seqs) and received[-1].host_time > received[0].host_time
+    finally:
+        robot.disconnect()
+    with pytest.raises(VlatwinError, match="wall clock"):
+        virtual = _robot(setup, VirtualClock())
+        try:
+            virtual.start_realtime()
+        finally:
+            virtual.disconnect()
+
+
+def test_initial_state_and_joint_limit_clip(setup):
+    """The initial state is applied at connect; targets beyond the joint limits come back clipped."""
+    from vlatwin.tasks.base import InitialState
+
+    info = setup.sim.info
+    robot_q = np.clip(np.asarray(setup.sim.reset().joint_q) + 0.1, info.joint_lower, info.joint_upper)
+    robot = EmulatedRobot(
+        setup.stage_path,
+        setup.physics,
+        clock=VirtualClock(),
+        initial_state=InitialState(object_poses={}, robot_q=tuple(robot_q)),
+    )
+    robot.connect()
+    try:
+        np.testing.assert_allclose(robot.truth().q, robot_q, atol=1e-5)
+        applied = robot.send_action(RobotAction(np.asarray(info.joint_upper) + 1.0, seq=1))
+        np.testing.assert_array_equal(applied.target_q, info.joint_upper)
+        with pytest.raises(VlatwinError, match="non-finite"):
+            robot.send_action(RobotAction(np.full(len(robot_q), np.nan), seq=2))
+    finally:
+        robot.disconnect()
+
+
+def test_options_parse_and_bad_values_are_one_line_errors():
+    """URL options map to EmulationParams; unknown keys and bad values are refused with one line."""
+    params = EmulationParams.from_options(
+        {
+            "latency_ms": "50",
+            "jitter_ms": "10",
+            "loss": "0.05",
+            "offset_s": "0.5",
+            "drift_ppm": "50",
+            "mismatch": "0.2",
+            "noise_q": "0.0005",
+            "seed": "3",
+            "rate_hz": "500",
+            "up_loss": "0",
+            "spikes": "1:2:0.2",
+            "blackouts": "3:3.5",
+            "clip": "false",
+        }
+    )
+    assert params.latency_s == pytest.approx(0.05) and params.jitter_s == pytest.approx(0.01) and params.seed == 3
+    assert params.link("up") == pytest.approx((0.05, 0.01, 0.0)) and params.link("down") == pytest.approx(
+        (0.05, 0.01, 0.05)
+    )
+    assert (
+        params.spikes == ((1.0, 2.0, 0.2),) and params.blackouts == ((3.0, 3.5),) and params.joint_limit_clip is False
+    )
+    for options in (
+        {"latency": "5"},
+        {"loss": "2"},
+        {"seed": "x"},
+        {"mismatch": "1"},
+        {"rate_hz": "0"},
+        {"spikes": "1:2"},
+    ):
+        with pytest.raises(VlatwinError) as err:
+            EmulationParams.from_options(options)
+        assert "\n" not in str(err.value)
