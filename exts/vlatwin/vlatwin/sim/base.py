@@ -56,10 +56,14 @@ class SimBackend(abc.ABC):
         """Teleport the commanded joints to ``q`` (J,) [rad | m] at rest; ``hold`` also sets the drive targets."""
 
     @abc.abstractmethod
-    def set_joint_state(self, q, qd, *, hold: bool = True) -> None:
+    def set_joint_state(self, q, qd, *, hold: bool = True, keep_constraint_error: bool = False) -> None:
         """Teleport the commanded joints to positions ``q`` [rad | m] with velocities ``qd`` [rad/s | m/s].
 
         ``hold`` also sets the drive targets to ``q`` / ``qd`` (so the robot keeps the state it was given).
+        ``keep_constraint_error``: for maximal-coordinate solvers (XPBD), keep each body's current offset from
+        its FK pose (the joints' stretch under load) and move it only along the joint coordinates, so that
+        re-synchronizing a running twin to a measured state does not set it ringing (the twin re-sync uses
+        it; reduced-coordinate engines have no such offset and ignore it).
         """
 
     @abc.abstractmethod

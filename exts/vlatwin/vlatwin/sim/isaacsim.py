@@ -170,7 +170,9 @@ class SimBackendIsaac(SimBackend):
     def set_joint_positions(self, q, *, hold: bool = True) -> None:
         self.set_joint_state(q, np.zeros(len(self._target)), hold=hold)
 
-    def set_joint_state(self, q, qd, *, hold: bool = True) -> None:
+    def set_joint_state(self, q, qd, *, hold: bool = True, keep_constraint_error: bool = False) -> None:
+        # PhysX articulations are reduced-coordinate: joints do not stretch, so there is no offset to keep.
+        del keep_constraint_error
         n = len(self._target)
         q = np.clip(check_joint_array(q, n, "joint positions", allow_nan=False), self._info.joint_lower, self._info.joint_upper)
         qd = check_joint_array(qd, n, "joint velocities", allow_nan=False)

@@ -459,17 +459,17 @@ class SimBackendNewton(SimBackend):
         q = check_joint_array(q, len(self._cmd_q_idx), "joint positions", allow_nan=False)
         self._teleport_joints(q, None, hold=hold)
 
-    def set_joint_state(self, q, qd, *, hold: bool = True) -> None:
+    def set_joint_state(self, q, qd, *, hold: bool = True, keep_constraint_error: bool = False) -> None:
         self._require_loaded()
         n = len(self._cmd_q_idx)
         q = check_joint_array(q, n, "joint positions", allow_nan=False)
         qd = check_joint_array(qd, n, "joint velocities", allow_nan=False)
-        self._teleport_joints(q, qd, hold=hold)
+        self._teleport_joints(q, qd, hold=hold, keep_constraint_error=keep_constraint_error)
         if hold:
             self._target_qd_host[self._cmd_qd_idx] = qd
             self._write_target_qd()
 
-    def _teleport_joints(self, q: np.ndarray, qd: np.ndarray | None, *, hold: bool) -> None:
+    def _teleport_joints(self, q: np.ndarray, qd: np.ndarray | None, *, hold: bool, keep_constraint_error: bool = False) -> None:
         q = np.clip(q, self._info.joint_lower, self._info.joint_upper)
         wp, newton = self._wp, self._newton
         # Articulated bodies follow the new coordinates by FK; free bodies keep their current poses.
@@ -481,12 +481,29 @@ class SimBackendNewton(SimBackend):
         else:
             full_qd = self._ik_qd.numpy().copy()
             full_qd[self._cmd_qd_idx] = qd
+        if keep_constraint_error:
+            # XPBD keeps maximal coordinates: under load each body sits a little off where FK of the joint
+            # angles puts it (joints stretch). Writing FK poses removes that stretch, and the solver rings
+            # for seconds putting it back, so a re-sync that only corrects the joint angles must keep each
+            # body's offset from its FK pose (pose: T_new = FK(q_new) * FK(q_now)^-1 * T_now, in the body frame).
+            body_q_now = self.state.body_q.numpy().astype(np.float64)
+            body_qd_now = self.state.body_qd.numpy().astype(np.float64)
+            newton.eval_fk(self.model, self._ik_q, self._ik_qd, self.state)
+            fk_now_q = self.state.body_q.numpy().astype(np.float64)
+            fk_now_qd = self.state.body_qd.numpy().astype(np.float64)
         newton.eval_fk(
             self.model,
             wp.array(full_q, dtype=float, device=self.model.device),
             wp.array(full_qd, dtype=float, device=self.model.device),
             self.state,
         )
+        if keep_constraint_error:
+            fk_new_q = self.state.body_q.numpy().astype(np.float64)
+            fk_new_qd = self.state.body_qd.numpy().astype(np.float64)
+            body_q = _compose_offsets(fk_new_q, fk_now_q, body_q_now)
+            body_qd = fk_new_qd + (body_qd_now - fk_now_qd)
+            self.state.body_q.assign(wp.array(body_q.astype(np.float32), dtype=wp.transform, device=self.model.device))
+            self.state.body_qd.assign(wp.array(body_qd.astype(np.float32), dtype=wp.spatial_vector, device=self.model.device))
         self._next_state.body_q.assign(self.state.body_q)
         self._next_state.body_qd.assign(self.state.body_qd)
         if hold:
@@ -869,3 +886,37 @@ def _add_external_robot(builder, stage, prim_path, source, file_path, wp, newton
         raise StageError(f"{file_path}: Newton could not import this {source.upper()} file: {exc}") from None
     finally:
         cfg.target_ke, cfg.target_kd = saved
+
+
+def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product of (N, 4) quaternions in Warp's (x, y, z, w) order."""
+    ax, ay, az, aw = a.T
+    bx, by, bz, bw = b.T
+    return np.stack([
+        aw * bx + ax * bw + ay * bz - az * by,
+        aw * by - ax * bz + ay * bw + az * bx,
+        aw * bz + ax * by - ay * bx + az * bw,
+        aw * bw - ax * bx - ay * by - az * bz,
+    ], axis=1)
+
+
+def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """Rotate (N, 3) vectors by (N, 4) (x, y, z, w) quaternions."""
+    u, w = q[:, :3], q[:, 3:4]
+    t = 2.0 * np.cross(u, v)
+    return v + w * t + np.cross(u, t)
+
+
+def _compose_offsets(fk_new: np.ndarray, fk_now: np.ndarray, body_now: np.ndarray) -> np.ndarray:
+    """Per body ``FK_new * FK_now^-1 * T_now`` for (N, 7) Warp transforms (p, q_xyzw): the body keeps its
+    offset from its FK pose, expressed in the FK frame."""
+    inv_q = fk_now[:, 3:].copy()
+    inv_q[:, :3] *= -1.0
+    # offset = FK_now^-1 * T_now
+    off_q = _quat_mul(inv_q, body_now[:, 3:])
+    off_p = _quat_rotate(inv_q, body_now[:, :3] - fk_now[:, :3])
+    # T_new = FK_new * offset
+    new_q = _quat_mul(fk_new[:, 3:], off_q)
+    new_q /= np.linalg.norm(new_q, axis=1, keepdims=True)
+    new_p = fk_new[:, :3] + _quat_rotate(fk_new[:, 3:], off_p)
+    return np.concatenate([new_p, new_q], axis=1)

@@ -41,8 +41,14 @@ class TwinSettings:
     """Index of the task's stored initial state both start from."""
     sync: bool = True
     """Estimate and re-synchronize the twin (False: open loop, the baseline)."""
+    resync: str = "rollback"
+    """How a late measurement corrects the twin. ``rollback``: go back to the twin's snapshot just before the
+    measurement time, put the (Kalman-fused) measured state there and re-simulate to now with the commands as
+    they were applied (stiff drives make errors decay, which only re-simulation predicts). ``delta``: add the
+    twin's own motion since the measurement to it and set the twin's state now (cheaper; right for slow
+    dynamics)."""
     resync_threshold: float = 0.002
-    """Re-sync the twin when the estimate and the twin differ by more than this [rad | m] in any joint."""
+    """``delta`` mode: re-sync when the estimate and the twin differ by more than this [rad | m] in any joint."""
     shadow: bool = True
     """Roll each new command out in the twin first and veto it if the roll-out is unsafe."""
     shadow_steps: int = 3
@@ -60,6 +66,12 @@ class TwinSettings:
     """Safety: largest target step from the estimated position [rad]."""
     max_velocity: float = 2.5
     """Safety: command rate limit [rad/s]."""
+    meas_q_std: float = 5e-4
+    """Kalman: joint encoder noise [rad] (the robot's; Franka's is ~1e-4)."""
+    process_q_std: float = 1e-2
+    """Kalman: how fast the twin's prediction drifts from the robot [rad/sqrt(s)] (parameter mismatch)."""
+    log_truth: bool = False
+    """Log the emulated robot's hidden true state at every control step (``/truth``; tests and benchmarks)."""
 
 
 @dataclass
@@ -160,7 +172,16 @@ class TwinRunner:
         self.delay = DelayCompensator(horizon_s=2.0)
         self.twin_history = DelayCompensator(horizon_s=2.0)
         self._motion_offset = np.zeros(len(self.joint_names))
-        self.kalman = JointKalman(n, process_q_std=1e-3, process_qd_std=5e-2, meas_q_std=1e-3, meas_qd_std=5e-2)
+        self._motion_offset_qd = np.zeros(len(self.joint_names))
+        # Rollback: one twin snapshot per control step, and every command with the host time the twin applied it.
+        self._snapshots: deque = deque(maxlen=64)
+        self._applied: deque[tuple[float, np.ndarray]] = deque(maxlen=256)
+        self._kalman_t: float | None = None
+        st = self.settings
+        self.kalman = JointKalman(
+            n, process_q_std=st.process_q_std, process_qd_std=50 * st.process_q_std, meas_q_std=st.meas_q_std,
+            meas_qd_std=100 * st.meas_q_std,
+        )
         self.divergence = DivergenceMonitor(alarm_rms=0.05, window_s=0.5, joint_names=[p.rsplit("/", 1)[-1] for p in self.joint_names])
 
     def _build_safety(self) -> None:
@@ -241,6 +262,8 @@ class TwinRunner:
             for k in range(steps_cap):
                 now = self.clock.now()
                 self._sync_from_robot(now)
+                if s.log_truth:
+                    self._log_truth(now)
                 if k % max(1, s.sync_every) == 0:
                     self._clock_sync()
                 if self.state_watchdog.expired(now) and not self.safety.estopped:
@@ -248,6 +271,9 @@ class TwinRunner:
                 # The policy sees the twin as re-synchronized just now, with the latest sensor data.
                 obs = replace(obs, state=self.started.get_state())
                 step, obs = self.rig.loop.step(obs)
+                for text in step.events:
+                    if text.startswith("rejected"):  # non-finite actions stop at the loop, before the controller
+                        self.log.log("/safety/event", now, {"kind": "nan", "reason": text, "before": [], "after": []})
                 self.log.log("/policy", now, {
                     "action": step.raw_action if step.raw_action is not None else [],
                     "latency_ms": step.policy_latency_ms, "queried": step.policy_queried,
@@ -282,6 +308,17 @@ class TwinRunner:
             html_path = write_twin_summary(self.log_path, Path(html))
         return TwinResult(log=self.log_path, html=html_path, steps=steps, summary=summary)
 
+    def _log_truth(self, now: float) -> None:
+        truth = getattr(self.robot, "truth", None)
+        if truth is None:
+            return
+        t = truth()
+        twin = self.started.get_state()
+        self.log.log("/truth", now, {
+            "joint_q": t.q, "joint_qd": t.qd, "twin_q": np.asarray(twin.joint_q, float),
+            "error_q": np.asarray(twin.joint_q, float) - np.asarray(t.q, float),
+        })
+
     # ------------------------------------------------------------- sync side
     def _clock_sync(self) -> None:
         sample = self.robot.sync_sample()
@@ -302,7 +339,7 @@ class TwinRunner:
         q = np.asarray(state.joint_q, float)
         qd = np.asarray(state.joint_qd, float)
         self.twin_history.record(t, q, qd)
-        self.delay.record(t, q - self._motion_offset, qd)
+        self.delay.record(t, q - self._motion_offset, qd - self._motion_offset_qd)
         self.log.log("/twin/state", t, {"step": int(state.step), "time": float(state.time), "joint_q": q, "joint_qd": qd})
 
     def _sync_from_robot(self, now: float) -> None:
@@ -310,7 +347,7 @@ class TwinRunner:
         sim = self.started
         twin = sim.get_state()
         q_twin, qd_twin = np.asarray(twin.joint_q, float), np.asarray(twin.joint_qd, float)
-        if self.settings.sync:
+        if self.settings.sync and self.settings.resync == "delta":
             self.kalman.predict(q_twin, qd_twin, self.control_dt)
         if obs is None or obs.seq <= self._last_robot_seq:
             return
@@ -334,6 +371,9 @@ class TwinRunner:
             })
         if not self.settings.sync:
             return
+        if self.settings.resync == "rollback" and self._rollback(now, t_meas, q_meas, qd_meas):
+            self._mirror_robot_mode(obs, now)
+            return
         q_now, qd_now = self.delay.forward(t_meas, q_meas, qd_meas, now)
         self.kalman.update(q_now, qd_now)
         self.log.log("/estimate", now, {
@@ -342,9 +382,64 @@ class TwinRunner:
         gap = np.abs(self.kalman.q - q_twin)
         if float(gap.max()) > self.settings.resync_threshold:
             # hold=False: the drive keeps the commanded target; only the state jumps to the estimate.
-            sim.set_joint_state(self.kalman.q, self.kalman.qd, hold=False)
+            sim.set_joint_state(self.kalman.q, self.kalman.qd, hold=False, keep_constraint_error=True)
             self._motion_offset = self._motion_offset + (self.kalman.q - q_twin)
+            self._motion_offset_qd = self._motion_offset_qd + (self.kalman.qd - qd_twin)
             self._resyncs += 1
+
+    def _mirror_robot_mode(self, obs, now: float) -> None:
+        """A stopped robot (e-stop, latched on either side) holds where it is: the twin's drives then hold the
+        estimate too, instead of pulling towards the last command the robot dropped."""
+        # Only a latched stop is mirrored: "holding" / "stopped" also happen in normal running (before the
+        # first command arrives, between lost ones) and then the twin's queued commands are the better guess.
+        if not (obs.status.get("estop", False) or self.safety.estopped):
+            return
+        target = np.asarray(self.kalman.q, float)
+        self.started._sim.set_command(JointCommand(target_q=target))
+        self._applied.append((now, target))
+
+    def _rollback(self, now: float, t_meas: float, q_meas: np.ndarray, qd_meas: np.ndarray) -> bool:
+        """Re-simulate the twin from the measurement: restore the snapshot just before ``t_meas``, advance to
+        ``t_meas`` with the commands as applied, fuse the measurement (Kalman), advance to ``now``. False when no
+        snapshot is old enough (the caller falls back to ``delta``)."""
+        older = [snap for snap in self._snapshots if snap[0] <= t_meas + 1e-12]
+        if not older or t_meas > now:
+            return False
+        t_snap, snap = older[-1]
+        sim = self.started._sim
+        # Step counts from the simulator, not the clock: after the re-simulation the twin is at the same step.
+        steps_total = sim.current_step - snap.step
+        steps_to_meas = min(steps_total, max(0, int(round((t_meas - t_snap) / self.physics_dt))))
+        sim.restore(snap)
+        self._replay_commands(sim, t_snap, 0, steps_to_meas)
+        state = sim.get_state()
+        q_pred, qd_pred = np.asarray(state.joint_q, float), np.asarray(state.joint_qd, float)
+        dt = t_meas - self._kalman_t if self._kalman_t is not None and t_meas > self._kalman_t else self.control_dt
+        self.kalman.predict(q_pred, qd_pred, dt)
+        self.kalman.update(q_meas, qd_meas)
+        self._kalman_t = t_meas
+        sim.set_joint_state(self.kalman.q, self.kalman.qd, hold=False, keep_constraint_error=True)
+        # Snapshots after the measurement belong to the old trajectory; the fused state is the new anchor.
+        while self._snapshots and self._snapshots[-1][0] > t_meas + 1e-12:
+            self._snapshots.pop()
+        self._snapshots.append((t_snap + steps_to_meas * self.physics_dt, sim.snapshot()))
+        self._replay_commands(sim, t_snap, steps_to_meas, steps_total)
+        self._resyncs += 1
+        self.log.log("/estimate", now, {
+            "joint_q": self.kalman.q, "joint_qd": self.kalman.qd, "std_q": self.kalman.std_q, "latency_s": now - t_meas,
+        })
+        return True
+
+    def _replay_commands(self, sim, t0: float, start: int, stop: int) -> None:
+        """Advance ``sim`` physics steps ``start..stop`` after ``t0``, setting each command at the step it was applied."""
+        half = 0.5 * self.physics_dt
+        for k in range(start, stop):
+            t = t0 + k * self.physics_dt
+            for t_apply, target in self._applied:
+                # Half-step windows: applied times come from a clock summed step by step (float drift).
+                if t - half <= t_apply < t + half:
+                    sim.set_command(JointCommand(target_q=target))
+            sim.advance(1)
 
     # ------------------------------------------------------------ command side
     def _estop(self, now: float, reason: str) -> None:
@@ -406,11 +501,14 @@ class TwinRunner:
 
     def _advance_twin(self, num_steps: int) -> None:
         sim = self.started._sim
+        if self.settings.sync and self.settings.resync == "rollback":
+            self._snapshots.append((self.clock.now(), sim.snapshot()))
         for _ in range(num_steps):
             now = self.clock.now()
             while self._pending and self._pending[0][0] <= now + 1e-12:
                 _, target = self._pending.popleft()
                 sim.set_command(JointCommand(target_q=target))
+                self._applied.append((now, target))
             sim.advance(1)
             if self.clock.is_virtual:
                 self.clock.advance(self.physics_dt)
