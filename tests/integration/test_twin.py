@@ -45,7 +45,7 @@ def _mcap_messages(path: Path) -> dict[str, list[tuple[float, dict]]]:
     return out
 
 
-MISMATCH = "latency_ms=50&offset_s=0.37&mismatch=0.3&noise_q=0.0005&seed=3"
+MISMATCH = "offset_s=0.37&mismatch=0.3&noise_q=0.0005&seed=3"
 
 
 def _truth_rms(log: Path) -> float:
@@ -63,11 +63,13 @@ def synced_and_open(tmp_path_factory):
 
 
 def test_synchronized_twin_is_closer_to_the_true_robot_than_open_loop(tmp_path):
-    """Hidden parameter mismatch (30 %), 50 ms latency, encoder noise: re-simulating from each late
-    measurement keeps the twin nearer the robot's true state than the open-loop twin (measured: ~0.6x)."""
+    """Hidden parameter mismatch (30 %), clock offset, encoder noise, fresh measurements: the synchronized twin
+    stays nearer the robot's true state than the open-loop twin (measured: ~0.2-0.3x). With 50 ms of latency
+    the gain is gone (benchmarks/twin.py): stiff drives forget a state within ~15 ms, so only parameters
+    (system identification) close that gap."""
     _, synced = _run(tmp_path, "s", "excite?amplitude=0.3&period=3", robot=f"emulated?{MISMATCH}", log_truth=True)
     _, open_loop = _run(tmp_path, "o", "excite?amplitude=0.3&period=3", robot=f"emulated?{MISMATCH}", log_truth=True, sync=False)
-    assert _truth_rms(synced.log) < 0.85 * _truth_rms(open_loop.log)
+    assert _truth_rms(synced.log) < 0.6 * _truth_rms(open_loop.log)
 
 
 def test_link_faults_show_in_the_log_and_the_twin_keeps_up(synced_and_open):

@@ -218,11 +218,24 @@ class TwinRunner:
 
     # ---------------------------------------------------------------- the loop
     def run(self, *, html: str | Path | None = None) -> TwinResult:
+        """The whole run: :meth:`start`, :meth:`step` until done (paced by a wall clock), :meth:`stop`."""
+        self.start()
+        try:
+            while not self.done:
+                self.step()
+                if not self.clock.is_virtual:
+                    self.clock.sleep_until(self.next_step_time())
+        finally:
+            result = self.stop(html=html)
+        return result
+
+    def start(self) -> None:
+        """Connect the robot, open the run log, reset the twin to the initial state, first clock estimate."""
         from vlatwin.hardware.factory import make_robot
         from vlatwin.twin.runlog import RunLog
 
         s = self.settings
-        steps_cap = int(round(s.duration_s * self.task.control_hz)) if s.duration_s else int(self.task.max_steps)
+        self.steps_cap = int(round(s.duration_s * self.task.control_hz)) if s.duration_s else int(self.task.max_steps)
         metadata = {
             "config": str(self.config_path), "policy": s.policy, "robot": s.robot, "seed": s.seed,
             "init_state": s.init_state, "control_hz": self.task.control_hz, "physics_dt": self.physics_dt,
@@ -246,7 +259,9 @@ class TwinRunner:
         self._events = 0
         self._resyncs = 0
         self._robot_obs = None
-        steps = 0
+        self._k = 0
+        self.done = False
+        self._stopped = False
         try:
             self.robot.connect()
             obs = self.rig.loop.reset(seed=s.seed, episode=s.init_state, instruction=self.task.instructions[0])
@@ -258,47 +273,83 @@ class TwinRunner:
             self._record_twin(self._t0, state)
             for _ in range(4):  # a first clock estimate before moving
                 self._clock_sync()
-            tracker = self.task.tracker()
-            for k in range(steps_cap):
-                now = self.clock.now()
-                self._sync_from_robot(now)
-                if s.log_truth:
-                    self._log_truth(now)
-                if k % max(1, s.sync_every) == 0:
-                    self._clock_sync()
-                if self.state_watchdog.expired(now) and not self.safety.estopped:
-                    self._estop(now, f"watchdog: no robot state for {self.state_watchdog.age(now) * 1e3:.0f} ms")
-                # The policy sees the twin as re-synchronized just now, with the latest sensor data.
-                obs = replace(obs, state=self.started.get_state())
-                step, obs = self.rig.loop.step(obs)
-                for text in step.events:
-                    if text.startswith("rejected"):  # non-finite actions stop at the loop, before the controller
-                        self.log.log("/safety/event", now, {"kind": "nan", "reason": text, "before": [], "after": []})
-                self.log.log("/policy", now, {
-                    "action": step.raw_action if step.raw_action is not None else [],
-                    "latency_ms": step.policy_latency_ms, "queried": step.policy_queried,
-                })
-                steps = k + 1
-                if self.clock.is_virtual:
-                    pass  # the twin's advance moved the virtual clock
-                else:
-                    self.clock.sleep_until(self._t0 + steps * self.control_dt)
-                if self.progress is not None:
-                    self.progress(k, steps_cap, self.divergence, self.safety)
-                if s.stop_on_success and tracker.update(bool(self.task.success(step.next_state, self.info)), k):
-                    break
+            self._obs = obs
+            self._tracker = self.task.tracker()
+        except BaseException:
+            self.stop()
+            raise
+
+    def step(self) -> dict:
+        """One control period (no pacing: :meth:`run` or the caller waits for :meth:`next_step_time`)."""
+        s, k = self.settings, self._k
+        now = self.clock.now()
+        self._sync_from_robot(now)
+        if s.log_truth:
+            self._log_truth(now)
+        if k % max(1, s.sync_every) == 0:
+            self._clock_sync()
+        if self.state_watchdog.expired(now) and not self.safety.estopped:
+            self._estop(now, f"watchdog: no robot state for {self.state_watchdog.age(now) * 1e3:.0f} ms")
+        # The policy sees the twin as re-synchronized just now, with the latest sensor data.
+        obs = replace(self._obs, state=self.started.get_state())
+        step, self._obs = self.rig.loop.step(obs)
+        for text in step.events:
+            if text.startswith("rejected"):  # non-finite actions stop at the loop, before the controller
+                self.log.log("/safety/event", now, {"kind": "nan", "reason": text, "before": [], "after": []})
+        self.log.log("/policy", now, {
+            "action": step.raw_action if step.raw_action is not None else [],
+            "latency_ms": step.policy_latency_ms, "queried": step.policy_queried,
+        })
+        self._k = k + 1
+        if self.progress is not None:
+            self.progress(k, self.steps_cap, self.divergence, self.safety)
+        success = s.stop_on_success and self._tracker.update(bool(self.task.success(step.next_state, self.info)), k)
+        self.done = bool(success) or self._k >= self.steps_cap
+        return self.status()
+
+    def next_step_time(self) -> float:
+        """Host time [s] at which the next control step is due (wall-clock pacing)."""
+        return self._t0 + self._k * self.control_dt
+
+    def status(self) -> dict:
+        sync = self.clock_sync
+        return {
+            "step": self._k, "total": self.steps_cap, "J": self.divergence.J, "rms": self.divergence.rms,
+            "alarm": self.divergence.alarm, "clock_offset_s": sync.offset if sync.ready else None,
+            "estopped": self.safety.estopped, "estop_reason": self.safety.estop_reason, "resyncs": self._resyncs,
+            "done": self.done,
+        }
+
+    def estop(self, reason: str) -> None:
+        """Latch the e-stop (operator): safety monitor and robot, logged."""
+        if not self.safety.estopped:
+            self._estop(self.clock.now(), reason)
+
+    def reset_estop(self) -> None:
+        """Clear a latched e-stop on both sides; targets restart from the estimated position."""
+        now = self.clock.now()
+        q = np.asarray(self.kalman.q if self.settings.sync else self.started.get_state().joint_q, float)
+        self.safety.reset_estop(q)
+        self.state_watchdog.feed(now)
+        self.robot.reset_estop()
+        self._event(now, "e-stop reset by the operator", "info")
+
+    def stop(self, *, html: str | Path | None = None) -> TwinResult:
+        """Disconnect the robot, close the log, the policy and the twin; write the summary page."""
+        if getattr(self, "_stopped", False):
+            return self._result
+        self._stopped = True
+        try:
+            if self.robot is not None:
+                self.robot.disconnect()
         finally:
-            try:
-                if self.robot is not None:
-                    self.robot.disconnect()
-            finally:
-                self.log.close()
-                close = getattr(self.policy, "close", None)
-                if close is not None:
-                    close()
-                self.setup.close()
+            self.log.close()
+            close = getattr(self.policy, "close", None)
+            if close is not None:
+                close()
+            self.setup.close()
         summary = {
-            "steps": steps, "J": self.divergence.J, "alarm": self.divergence.alarm, "resyncs": self._resyncs,
+            "steps": self._k, "J": self.divergence.J, "alarm": self.divergence.alarm, "resyncs": self._resyncs,
             "estopped": self.safety.estopped, "clock_offset_s": self.clock_sync.offset if self.clock_sync.ready else None,
         }
         html_path = None
@@ -306,7 +357,8 @@ class TwinRunner:
             from vlatwin.report.twin_report import write_twin_summary
 
             html_path = write_twin_summary(self.log_path, Path(html))
-        return TwinResult(log=self.log_path, html=html_path, steps=steps, summary=summary)
+        self._result = TwinResult(log=self.log_path, html=html_path, steps=self._k, summary=summary)
+        return self._result
 
     def _log_truth(self, now: float) -> None:
         truth = getattr(self.robot, "truth", None)
@@ -433,13 +485,21 @@ class TwinRunner:
     def _replay_commands(self, sim, t0: float, start: int, stop: int) -> None:
         """Advance ``sim`` physics steps ``start..stop`` after ``t0``, setting each command at the step it was applied."""
         half = 0.5 * self.physics_dt
-        for k in range(start, stop):
-            t = t0 + k * self.physics_dt
-            for t_apply, target in self._applied:
-                # Half-step windows: applied times come from a clock summed step by step (float drift).
-                if t - half <= t_apply < t + half:
-                    sim.set_command(JointCommand(target_q=target))
-            sim.advance(1)
+        # Each command lands on the step whose half-step window holds its applied time (the clock that
+        # stamped it was summed step by step, so exact equality would miss some).
+        due: dict[int, list[np.ndarray]] = {}
+        for t_apply, target in self._applied:
+            k = int(np.floor((t_apply - t0 + half) / self.physics_dt))
+            if start <= k < stop:
+                due.setdefault(k, []).append(target)
+        k = start
+        while k < stop:
+            for target in due.get(k, ()):
+                sim.set_command(JointCommand(target_q=target))
+            # Runs of steps without a command go in one advance call.
+            nxt = min([j for j in due if j > k] + [stop])
+            sim.advance(nxt - k)
+            k = nxt
 
     # ------------------------------------------------------------ command side
     def _estop(self, now: float, reason: str) -> None:
@@ -503,13 +563,21 @@ class TwinRunner:
         sim = self.started._sim
         if self.settings.sync and self.settings.resync == "rollback":
             self._snapshots.append((self.clock.now(), sim.snapshot()))
-        for _ in range(num_steps):
+        remaining = num_steps
+        while remaining > 0:
             now = self.clock.now()
             while self._pending and self._pending[0][0] <= now + 1e-12:
                 _, target = self._pending.popleft()
                 sim.set_command(JointCommand(target_q=target))
                 self._applied.append((now, target))
-            sim.advance(1)
+            # Steps until the next queued command is due go in one advance call.
+            n = remaining
+            if self._pending and self.clock.is_virtual:
+                n = min(remaining, max(1, int(np.ceil((self._pending[0][0] - now) / self.physics_dt - 1e-9))))
+            elif self._pending:
+                n = 1
+            sim.advance(n)
             if self.clock.is_virtual:
-                self.clock.advance(self.physics_dt)
+                self.clock.advance(n * self.physics_dt)
+            remaining -= n
         self._record_twin(self.clock.now(), sim.get_state())

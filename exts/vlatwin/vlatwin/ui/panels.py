@@ -1,4 +1,4 @@
-"""Window panels. Each panel is one collapsable section; later issues add VLA and twin panels."""
+"""Window panels. Each panel is one collapsable section (the Twin panel lives in ``twin_panel.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ from pathlib import Path
 import omni.kit.app
 import omni.ui as ui
 import omni.usd
+
+from vlatwin.ui.twin_panel import TwinPanel
 
 
 class ScenePanel:
@@ -132,4 +134,4 @@ class DatasetPanel:
         )
 
 
-PANELS = (ScenePanel, CameraPanel, DatasetPanel)
+PANELS = (ScenePanel, CameraPanel, DatasetPanel, TwinPanel)

@@ -20,3 +20,10 @@ class VlatwinWindow(ui.Window):
                 for panel in self._panels:
                     with ui.CollapsableFrame(panel.title, height=0):
                         panel.build()
+
+    def destroy(self) -> None:
+        for panel in self._panels:
+            close = getattr(panel, "destroy", None)
+            if close is not None:
+                close()  # e.g. the Twin panel disconnects its robot and writes its log
+        super().destroy()
