@@ -5,9 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
-import selectors
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -100,58 +98,18 @@ TRACKER_SRC = textwrap.dedent(
 )
 
 
-def _free_base_port() -> int:
-    """A port P with P, P+1, P+2 free on loopback."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base > 65000:
-            continue
-        try:
-            socks = []
-            for p in (base, base + 1, base + 2):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", p))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no three consecutive free ports")
+def _load_helpers():
+    """tests/integration/tests_agent_helpers.py (tests/ is not on sys.path under --import-mode=importlib)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tests_agent_helpers", Path(__file__).with_name("tests_agent_helpers.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def _start_agent(args: list[str], *, wait_s: float = 60.0) -> subprocess.Popen:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vlatwin.cli.main", "agent", *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        text=True, env=env,
-    )
-    sel = selectors.DefaultSelector()
-    sel.register(proc.stdout, selectors.EVENT_READ)
-    deadline = time.monotonic() + wait_s
-    seen = []
-    while time.monotonic() < deadline:
-        if not sel.select(timeout=0.2):
-            if proc.poll() is not None:
-                break
-            continue
-        line = proc.stdout.readline()
-        if not line:
-            break
-        seen.append(line)
-        if line.startswith("robot agent for"):
-            return proc
-    proc.kill()
-    raise AssertionError(f"agent did not start: {''.join(seen)}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(10)
+_helpers = _load_helpers()
+_free_base_port, _start_agent, _stop = _helpers.free_base_port, _helpers.start_agent, _helpers.stop_agent
 
 
 @pytest.fixture()

@@ -34,6 +34,16 @@ def _run(tmp_path, name, policy, robot=f"emulated?{LINK}", duration=3.0, robot_f
     return runner, runner.run(html=out / "summary.html")
 
 
+def _agent_helpers():
+    """tests/integration/tests_agent_helpers.py (tests/ is not on sys.path under --import-mode=importlib)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("tests_agent_helpers", Path(__file__).with_name("tests_agent_helpers.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def _mcap_messages(path: Path) -> dict[str, list[tuple[float, dict]]]:
     """Every message through the mcap library's own reader (what Foxglove-compatible tools see)."""
     from mcap.reader import make_reader
@@ -179,3 +189,67 @@ def test_cli_run_and_replay(synced_and_open, tmp_path):
     )
     lines = [line for line in res.stderr.splitlines() if line.strip() and "Warp" not in line]
     assert res.returncode == 2 and len(lines) == 1 and "robot" in lines[0]
+
+
+def test_agent_killed_mid_motion_and_restarted(tmp_path):
+    """A real `vlatwin agent` (emulated driver) behind tcp://, on the wall clock: SIGKILL it mid-motion, the
+    watchdog e-stops the twin (latched: nothing more is sent), restart it on the same address, the twin's
+    link comes back by itself and the twin re-synchronizes to the restarted robot."""
+    import threading
+    import time
+
+    helpers = _agent_helpers()
+    free_base_port, start_agent, stop_agent = helpers.free_base_port, helpers.start_agent, helpers.stop_agent
+
+    base = free_base_port()
+    args = ["--driver", "emulated", "--config", str(CONFIG), "--bind", f"tcp://127.0.0.1:{base}", "--emulate", "latency_ms=5&seed=2"]
+    agent = start_agent(args)
+    restarted = {}
+    try:
+        from vlatwin.twin.runner import TwinRunner, TwinSettings
+
+        out = tmp_path / "net"
+        out.mkdir()
+        runner = TwinRunner(
+            CONFIG, TwinSettings(policy="excite?amplitude=0.2&period=3", robot=f"tcp://127.0.0.1:{base}", duration_s=60.0),
+            log_path=out / "run.mcap",
+        )
+
+        def faults():
+            time.sleep(1.5)
+            restarted["kill"] = time.monotonic()
+            agent.kill()
+            agent.wait(10)
+            time.sleep(0.7)
+            restarted["proc"] = start_agent(args)
+            restarted["up"] = time.monotonic()
+
+        thread = threading.Thread(target=faults, daemon=True)
+        runner.start()
+        thread.start()
+        try:
+            # Until 2.5 s after the restarted agent is up (its start-up time varies with the machine's load).
+            while not runner.done and not ("up" in restarted and time.monotonic() > restarted["up"] + 2.5):
+                runner.step()
+                runner.clock.sleep_until(runner.next_step_time())
+        finally:
+            result = runner.stop()
+        thread.join(30)
+    finally:
+        stop_agent(agent)
+        if "proc" in restarted:
+            stop_agent(restarted["proc"])
+    msgs = _mcap_messages(result.log)
+    states = [t for t, _ in msgs["/robot/state"]]
+    last_before = max(t for t in states if t < restarted["kill"])
+    estops = [t for t, m in msgs["/events"] if m["text"].startswith("e-stop")]
+    assert estops, "the watchdog never fired"
+    timeout, dt = runner.state_watchdog.timeout_s, 1.0 / runner.task.control_hz
+    # Wall clock on a shared machine: the deadline plus 2 control periods, plus one period of scheduling slack.
+    assert estops[0] - last_before <= timeout + 3 * dt, (estops[0] - last_before, timeout)
+    assert all(t <= estops[0] + 1e-6 for t, _ in msgs["/command/safe"])
+    # The restarted agent streams again and the twin follows it (it restarted at the initial pose).
+    after = [m for t, m in msgs["/robot/state"] if t > restarted["up"]]
+    assert len(after) > 20
+    final = msgs["/divergence"][-1][1]
+    assert final["rms"] < 0.05, final

@@ -62,6 +62,8 @@ class RemoteRobot(Robot):
             raise VlatwinError(f"timeout must be > 0 s, got {timeout_s}")
         self.token = token or None
         self.timeout_s = float(timeout_s)
+        self.sync_timeout_s = 0.05
+        """How long :meth:`sync_sample` waits for a pong [s] (a late pong is dropped, not waited for)."""
         self.client = client
         self.joint_names: tuple[str, ...] = ()
         self.robot_name = ""
@@ -331,7 +333,9 @@ class RemoteRobot(Robot):
     def sync_sample(self) -> tuple[float, float, float, float] | None:
         if not self.is_connected:
             return None
-        reply, t1, t4 = self._request("ping", min(self.timeout_s, 0.5))
+        # Short: a ping that takes longer than this is useless for clock sync anyway (min-delay filtering
+        # keeps the fast ones), and the caller's control loop must not stall on a dead link.
+        reply, t1, t4 = self._request("ping", min(self.timeout_s, self.sync_timeout_s))
         if reply is None or reply["type"] != "pong" or reply["t1"] != t1:
             return None
         return (t1, reply["t2"], reply["t3"], t4)

@@ -255,6 +255,7 @@ class TwinRunner:
         self.log = RunLog(self.log_path, metadata=metadata, attachments=attachments)
         self._seq = 0
         self._last_robot_seq = -1
+        self._last_robot_host = float("-inf")
         self._pending: deque[tuple[float, np.ndarray]] = deque()  # (apply at host time, target_q) for the twin
         self._events = 0
         self._resyncs = 0
@@ -286,10 +287,11 @@ class TwinRunner:
         self._sync_from_robot(now)
         if s.log_truth:
             self._log_truth(now)
-        if k % max(1, s.sync_every) == 0:
-            self._clock_sync()
+        # The watchdog before anything that talks to the robot and may wait on a dead link.
         if self.state_watchdog.expired(now) and not self.safety.estopped:
             self._estop(now, f"watchdog: no robot state for {self.state_watchdog.age(now) * 1e3:.0f} ms")
+        if k % max(1, s.sync_every) == 0 and self.state_watchdog.age(now) < 2 * self.control_dt:
+            self._clock_sync()
         # The policy sees the twin as re-synchronized just now, with the latest sensor data.
         obs = replace(self._obs, state=self.started.get_state())
         step, self._obs = self.rig.loop.step(obs)
@@ -401,9 +403,19 @@ class TwinRunner:
         q_twin, qd_twin = np.asarray(twin.joint_q, float), np.asarray(twin.joint_qd, float)
         if self.settings.sync and self.settings.resync == "delta":
             self.kalman.predict(q_twin, qd_twin, self.control_dt)
-        if obs is None or obs.seq <= self._last_robot_seq:
+        if obs is None:
             return
+        restarted = obs.seq < self._last_robot_seq and obs.host_time > self._last_robot_host
+        if obs.seq <= self._last_robot_seq and not restarted:
+            return
+        if restarted:
+            # A restarted robot (agent) counts from 0 again on a new clock: forget the old clock estimate.
+            self.clock_sync.reset()
+            self._event(now, f"robot restarted (state seq {self._last_robot_seq} -> {obs.seq}); clock sync reset", "warning")
+            for _ in range(4):
+                self._clock_sync()
         self._last_robot_seq = obs.seq
+        self._last_robot_host = obs.host_time
         self._robot_obs = obs
         self.state_watchdog.feed(now)
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
