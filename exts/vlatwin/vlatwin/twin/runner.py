@@ -248,6 +248,8 @@ class TwinRunner:
                 stage_path=self.setup.stage_path, physics=self.setup.physics, clock=self.clock, seed=s.seed,
                 initial_state=self.init,
             )
+            # Connect before the log exists: a robot that cannot be reached leaves no run behind.
+            self.robot.connect()
         except BaseException:
             self.setup.close()
             raise
@@ -264,7 +266,6 @@ class TwinRunner:
         self.done = False
         self._stopped = False
         try:
-            self.robot.connect()
             obs = self.rig.loop.reset(seed=s.seed, episode=s.init_state, instruction=self.task.instructions[0])
             state = obs.state
             self.kalman.reset(np.asarray(state.joint_q, float), np.asarray(state.joint_qd, float), q_std=1e-3, qd_std=1e-2)
