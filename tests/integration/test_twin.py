@@ -258,3 +258,27 @@ def test_agent_killed_mid_motion_and_restarted(tmp_path):
     assert len(after) > 20
     final = msgs["/divergence"][-1][1]
     assert final["rms"] < 0.05, final
+
+
+def test_shadow_rollout_vetoes_driving_the_arm_into_the_table(tmp_path):
+    """A policy that swings the arm down into the table: the twin's roll-out sees the hand enter the table
+    and vetoes those commands, so the robot never gets a target that far down."""
+    policy = tmp_path / "dive.py"
+    policy.write_text(
+        "import numpy as np\n"
+        "from vlatwin.policy.base import Policy, PolicyInfo\n"
+        "class Dive(Policy):\n"
+        "    info = PolicyInfo(name='dive', action_space='joint_pos')\n"
+        "    def act(self, obs):\n"
+        "        q = np.asarray(obs.state.joint_q[:7], float).copy()\n"
+        "        q[1], q[3] = 1.7, -0.3  # shoulder down, elbow open: the hand ends below the table top\n"
+        "        return np.r_[q, 0.0]\n"
+        "def make(context):\n"
+        "    return Dive()\n"
+    )
+    runner, result = _run(tmp_path, "dive", f"{policy}:make", robot="emulated?seed=1", duration=3.0)
+    msgs = _mcap_messages(result.log)
+    vetoes = [m["reason"] for _, m in msgs["/safety/event"] if m["kind"] == "shadow" and "collision" in m["reason"]]
+    assert vetoes and "table" in vetoes[0], vetoes[:3]
+    safe = np.array([m["target_q"] for _, m in msgs["/command/safe"]], float)
+    assert len(safe) > 0 and safe[:, 1].max() < 1.65, safe[:, 1].max()

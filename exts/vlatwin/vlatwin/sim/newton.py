@@ -219,6 +219,40 @@ class SimBackendNewton(SimBackend):
         )
         self._contacts = self._pipeline.contacts()
 
+    def penetrations(self, min_depth: float = 0.0) -> list[tuple[str, str, float]]:
+        """Body pairs whose collision surfaces overlap by more than ``min_depth`` [m] after the last step:
+        ``(body_a, body_b, depth)`` with prim paths (``"world"`` for static geometry such as the table),
+        deepest first. Read from the step's contact buffer with Newton's own signed separation
+        (``dot(n, p1 - p0) - (margin0 + margin1)``, negative = overlap)."""
+        self._require_loaded()
+        c = self._contacts
+        n = int(c.rigid_contact_count.numpy()[0])
+        if n == 0:
+            return []
+        n = min(n, self._contact_capacity)
+        shape_body = self.model.shape_body.numpy()
+        s0, s1 = c.rigid_contact_shape0.numpy()[:n], c.rigid_contact_shape1.numpy()[:n]
+        body_q = self.state.body_q.numpy().astype(np.float64)
+        p0, p1 = c.rigid_contact_point0.numpy()[:n].astype(np.float64), c.rigid_contact_point1.numpy()[:n].astype(np.float64)
+        normal = c.rigid_contact_normal.numpy()[:n].astype(np.float64)
+        m0, m1 = c.rigid_contact_margin0.numpy()[:n], c.rigid_contact_margin1.numpy()[:n]
+        paths = self._info.body_paths
+        out: dict[tuple[str, str], float] = {}
+        for k in range(n):
+            a, b = int(s0[k]), int(s1[k])
+            ba = int(shape_body[a]) if a >= 0 else -1
+            bb = int(shape_body[b]) if b >= 0 else -1
+            if a == b or ba == bb:
+                continue
+            wa = _transform_point(body_q[ba], p0[k]) if ba >= 0 else p0[k]
+            wb = _transform_point(body_q[bb], p1[k]) if bb >= 0 else p1[k]
+            depth = -(float(normal[k] @ (wb - wa)) - float(m0[k] + m1[k]))
+            if depth <= min_depth:
+                continue
+            key = tuple(sorted((paths[ba] if 0 <= ba < len(paths) else "world", paths[bb] if 0 <= bb < len(paths) else "world")))
+            out[key] = max(out.get(key, 0.0), depth)
+        return sorted(((a, b, d) for (a, b), d in out.items()), key=lambda x: -x[2])
+
     def _contacts_full(self) -> bool:
         """Contacts beyond capacity are dropped; a full buffer means some may have been."""
         return int(self._contacts.rigid_contact_count.numpy()[0]) >= self._contact_capacity
@@ -920,3 +954,8 @@ def _compose_offsets(fk_new: np.ndarray, fk_now: np.ndarray, body_now: np.ndarra
     new_q /= np.linalg.norm(new_q, axis=1, keepdims=True)
     new_p = fk_new[:, :3] + _quat_rotate(fk_new[:, 3:], off_p)
     return np.concatenate([new_p, new_q], axis=1)
+
+
+def _transform_point(pose: np.ndarray, point: np.ndarray) -> np.ndarray:
+    """A Warp transform (p, q_xyzw) applied to a point."""
+    return pose[:3] + _quat_rotate(pose[None, 3:], point[None, :])[0]

@@ -564,6 +564,12 @@ class TwinRunner:
             for _ in range(self.settings.shadow_steps):
                 sim.advance(per)
                 rows.append(np.asarray(sim.get_state().joint_q, float))
+                hit = self._collision_in_twin(sim)
+                if hit is not None:
+                    from vlatwin.twin.safety import SafetyEvent
+
+                    sim.restore(snap)
+                    return SafetyEvent(kind="shadow", reason=f"shadow roll-out row {len(rows) - 1}: collision: {hit}", before=target, after=None)
         except Exception as exc:  # a roll-out that blows up the twin is itself the veto
             from vlatwin.twin.safety import SafetyEvent
 
@@ -571,6 +577,31 @@ class TwinRunner:
             return SafetyEvent(kind="shadow", reason=f"shadow roll-out failed: {exc}", before=target, after=None)
         sim.restore(snap)
         return shadow_veto(np.stack(rows), self.safety_limits)
+
+    #: Robot bodies allowed to touch static geometry (the base stands on the table).
+    COLLISION_ALLOWED = ("panda_link0",)
+    COLLISION_DEPTH = 0.003
+    """Overlap [m] that counts as a collision (resting contacts overlap by micrometres)."""
+
+    def _collision_in_twin(self, sim) -> str | None:
+        """A robot link in the table/environment or in another robot link (not finger on finger), if any.
+        Robot on object contacts are manipulation, not collisions."""
+        penetrations = getattr(sim, "penetrations", None)
+        if penetrations is None:
+            return None
+        robot = "/World/Robot/"
+        for a, b, depth in penetrations(self.COLLISION_DEPTH):
+            names = [p.rsplit("/", 1)[-1] for p in (a, b)]
+            in_robot = [p.startswith(robot) for p in (a, b)]
+            if not any(in_robot):
+                continue
+            if "world" in (a, b):
+                link = names[0] if in_robot[0] else names[1]
+                if link not in self.COLLISION_ALLOWED:
+                    return f"{link} {depth * 1e3:.0f} mm into the table/environment"
+            elif all(in_robot) and not all("finger" in n for n in names):
+                return f"{names[0]} and {names[1]} overlap {depth * 1e3:.0f} mm (self-collision)"
+        return None
 
     def _advance_twin(self, num_steps: int) -> None:
         sim = self.started._sim
