@@ -282,3 +282,53 @@ def test_shadow_rollout_vetoes_driving_the_arm_into_the_table(tmp_path):
     assert vetoes and "table" in vetoes[0], vetoes[:3]
     safe = np.array([m["target_q"] for _, m in msgs["/command/safe"]], float)
     assert len(safe) > 0 and safe[:, 1].max() < 1.65, safe[:, 1].max()
+
+
+def test_robot_joint_order_is_matched_by_name(tmp_path):
+    """A driver that lists the joints in another order (real drivers do) gets its targets in its order and its
+    states are read back in the twin's: the run equals one with the twin's order."""
+    from dataclasses import replace
+
+    from vlatwin.errors import VlatwinError
+    from vlatwin.hardware.base import Robot
+    from vlatwin.hardware.emulated import EmulatedRobot, EmulationParams
+
+    class Reversed(Robot):
+        def __init__(self, inner, rename=None):
+            self.inner = inner
+            names = [p.rsplit("/", 1)[-1] for p in inner.joint_names][::-1]
+            self.joint_names = tuple(rename(n) for n in names) if rename else tuple(names)
+
+        is_connected = property(lambda self: self.inner.is_connected)
+
+        def connect(self):
+            self.inner.connect()
+
+        def disconnect(self):
+            self.inner.disconnect()
+
+        def get_observation(self):
+            obs = self.inner.get_observation()
+            return None if obs is None else replace(obs, joint_q=obs.joint_q[::-1], joint_qd=obs.joint_qd[::-1])
+
+        def send_action(self, action):
+            return self.inner.send_action(replace(action, target_q=np.asarray(action.target_q)[::-1]))
+
+        def sync_sample(self):
+            return self.inner.sync_sample()
+
+        def truth(self):
+            t = self.inner.truth()
+            return replace(t, q=np.asarray(t.q)[::-1], qd=np.asarray(t.qd)[::-1])
+
+    def factory(rename=None):
+        def make(*, stage_path, physics, clock, seed, initial_state):
+            inner = EmulatedRobot(stage_path, physics, clock=clock, params=EmulationParams(latency_s=0.02), seed=seed, initial_state=initial_state)
+            return Reversed(inner, rename)
+        return make
+
+    _, plain = _run(tmp_path, "plain", "excite?amplitude=0.3&period=3", robot="emulated?latency_ms=20", duration=1.0, log_truth=True)
+    _, reordered = _run(tmp_path, "reordered", "excite?amplitude=0.3&period=3", duration=1.0, robot_factory=factory(), log_truth=True)
+    assert _truth_rms(reordered.log) == pytest.approx(_truth_rms(plain.log), rel=1e-6, abs=1e-9)
+    with pytest.raises(VlatwinError, match="name their joints differently"):
+        _run(tmp_path, "renamed", "excite", duration=0.2, robot_factory=factory(lambda n: n.replace("panda_", "fr3_")))

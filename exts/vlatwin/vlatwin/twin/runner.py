@@ -153,6 +153,7 @@ class TwinRunner:
             self.rig.loop.sim = _TwinCommandPath(self)
             self.robot = None
             self.robot_factory = robot_factory
+            self._robot_index = None
         except BaseException:
             setup.close()
             raise
@@ -250,7 +251,10 @@ class TwinRunner:
             )
             # Connect before the log exists: a robot that cannot be reached leaves no run behind.
             self.robot.connect()
+            self._map_robot_joints()
         except BaseException:
+            if self.robot is not None and self.robot.is_connected:
+                self.robot.disconnect()
             self.setup.close()
             raise
         attachments = {"scene.usda": Path(self.setup.stage_path).read_bytes(), "config.yaml": self.config_path.read_bytes()}
@@ -280,6 +284,37 @@ class TwinRunner:
         except BaseException:
             self.stop()
             raise
+
+    def _map_robot_joints(self) -> None:
+        """Twin joint j is robot joint ``self._robot_index[j]`` (matched by name: a real robot's driver lists its
+        joints in its own order); None when the orders are the same."""
+        from vlatwin.control.base import match_joint_names
+
+        robot_names = list(getattr(self.robot, "joint_names", ()) or ())
+        twin_leaves = [p.rsplit("/", 1)[-1] for p in self.joint_names]
+        if not robot_names or [p.rsplit("/", 1)[-1] for p in robot_names] == twin_leaves:
+            self._robot_index = None
+            return
+        if len(robot_names) != len(twin_leaves):
+            raise VlatwinError(
+                f"robot {self.settings.robot!r} has {len(robot_names)} joints ({', '.join(robot_names)}), "
+                f"the twin {len(twin_leaves)} ({', '.join(twin_leaves)}); they must be the same joints"
+            )
+        try:
+            self._robot_index = match_joint_names(twin_leaves, robot_names)
+        except VlatwinError as exc:
+            raise VlatwinError(f"robot {self.settings.robot!r} and the twin name their joints differently: {exc}") from None
+
+    def _from_robot(self, values) -> np.ndarray:
+        arr = np.asarray(values, float)
+        return arr if self._robot_index is None else arr[self._robot_index]
+
+    def _to_robot(self, values: np.ndarray) -> np.ndarray:
+        if self._robot_index is None:
+            return values
+        out = np.empty_like(values)
+        out[self._robot_index] = values
+        return out
 
     def step(self) -> dict:
         """One control period (no pacing: :meth:`run` or the caller waits for :meth:`next_step_time`)."""
@@ -369,9 +404,10 @@ class TwinRunner:
             return
         t = truth()
         twin = self.started.get_state()
+        q_true = self._from_robot(t.q)
         self.log.log("/truth", now, {
-            "joint_q": t.q, "joint_qd": t.qd, "twin_q": np.asarray(twin.joint_q, float),
-            "error_q": np.asarray(twin.joint_q, float) - np.asarray(t.q, float),
+            "joint_q": q_true, "joint_qd": self._from_robot(t.qd), "twin_q": np.asarray(twin.joint_q, float),
+            "error_q": np.asarray(twin.joint_q, float) - q_true,
         })
 
     # ------------------------------------------------------------- sync side
@@ -420,7 +456,7 @@ class TwinRunner:
         self._robot_obs = obs
         self.state_watchdog.feed(now)
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
-        q_meas, qd_meas = np.asarray(obs.joint_q, float), np.asarray(obs.joint_qd, float)
+        q_meas, qd_meas = self._from_robot(obs.joint_q), self._from_robot(obs.joint_qd)
         self.log.log("/robot/state", obs.host_time, {
             "seq": obs.seq, "robot_time": obs.robot_time, "host_time": obs.host_time, "t_meas": t_meas,
             "joint_q": q_meas, "joint_qd": qd_meas, "status": obs.status,
@@ -547,7 +583,7 @@ class TwinRunner:
         from vlatwin.hardware.base import RobotAction
 
         expires = now + self.command_ttl
-        self.robot.send_action(RobotAction(target_q=safe, seq=self._seq, send_time=now, expires_at=expires))
+        self.robot.send_action(RobotAction(target_q=self._to_robot(safe), seq=self._seq, send_time=now, expires_at=expires))
         self.log.log("/command/safe", now, {"seq": self._seq, "target_q": safe, "expires_at": expires})
         self._pending.append((now + self._downlink_delay(), safe))
 
