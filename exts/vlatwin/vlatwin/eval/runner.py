@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -370,6 +371,7 @@ def evaluate(
         if old != signature:
             diff = sorted(k for k in signature if old.get(k) != signature[k])
             raise VlatwinError(f"{out_dir}: was evaluated with a different {', '.join(diff)}; --resume needs the same settings")
+    existed = out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     run_state = {"signature": signature, "complete": False, "label": settings.label or settings.policy}
     atomic_write_bytes(out_dir / RUN_FILE, json.dumps(run_state, indent=2).encode())
@@ -377,50 +379,61 @@ def evaluate(
     task_meta, policy_info = [], None
     ran = skipped = env_steps = 0
     episode_time = 0.0
-    for path in files:
-        # One setup in this process per task: the scene, the task's states and (workers == 1) the episodes.
-        stage_path = out_dir / "scenes" / f"{path.stem}.usda"
-        setup = load_task_setup(path, seed=settings.seed, stage_path=stage_path)
-        task = setup.task
-        from vlatwin.tasks.initial_states import task_initial_states
+    try:
+        for path in files:
+            # One setup in this process per task: the scene, the task's states and (workers == 1) the episodes.
+            stage_path = out_dir / "scenes" / f"{path.stem}.usda"
+            setup = load_task_setup(path, seed=settings.seed, stage_path=stage_path)
+            task = setup.task
+            from vlatwin.tasks.initial_states import task_initial_states
 
-        n = settings.episodes or len(task_initial_states(task))
-        meta = {"name": task.name, "instruction": task.instructions[0], "config": str(path), "episodes": n}
-        task_meta.append(meta)
-        todo = [i for i in range(n) if not episode_file(out_dir, task.name, i).is_file()]
-        skipped += n - len(todo)
-        bar = _progress(len(todo), f"{task.name}", progress)
-        try:
-            if settings.workers == 1 or len(todo) <= 1:
-                worker = EvalEpisodeWorker(setup, settings.policy, settings, out_dir)
-                policy_info = worker.policy_info.to_dict()
-                try:
-                    for i in todo:
-                        t0 = time.perf_counter()
-                        result = worker.run(i, settings.seed)
-                        episode_time += time.perf_counter() - t0
-                        env_steps += result.record["steps"]
-                        atomic_write_bytes(episode_file(out_dir, task.name, i), json.dumps(result.record).encode())
-                        ran += 1
-                        if bar is not None:
-                            bar.update(1)
-                            bar.set_postfix(success=f"{_done_rate(out_dir, task.name, n)}", refresh=False)
-                finally:
-                    worker.close()
+            n = settings.episodes or len(task_initial_states(task))
+            meta = {"name": task.name, "instruction": task.instructions[0], "config": str(path), "episodes": n}
+            task_meta.append(meta)
+            todo = [i for i in range(n) if not episode_file(out_dir, task.name, i).is_file()]
+            skipped += n - len(todo)
+            bar = _progress(len(todo), f"{task.name}", progress)
+            try:
+                if settings.workers == 1 or len(todo) <= 1:
+                    worker = EvalEpisodeWorker(setup, settings.policy, settings, out_dir)
+                    policy_info = worker.policy_info.to_dict()
+                    try:
+                        for i in todo:
+                            t0 = time.perf_counter()
+                            result = worker.run(i, settings.seed)
+                            episode_time += time.perf_counter() - t0
+                            env_steps += result.record["steps"]
+                            atomic_write_bytes(episode_file(out_dir, task.name, i), json.dumps(result.record).encode())
+                            ran += 1
+                            if bar is not None:
+                                bar.update(1)
+                                bar.set_postfix(success=f"{_done_rate(out_dir, task.name, n)}", refresh=False)
+                    finally:
+                        worker.close()
+                else:
+                    setup.close()
+                    setup = None
+                    steps, seconds = _run_parallel(path, stage_path, settings, out_dir, todo, task.name, bar)
+                    env_steps += steps
+                    episode_time += seconds
+                    ran += len(todo)
+                    if policy_info is None:
+                        policy_info = _policy_info_of(settings.policy, path, stage_path, settings)
+            finally:
+                if bar is not None:
+                    bar.close()
+                if setup is not None:
+                    setup.close()
+    except BaseException:
+        # A run that never finished an episode (a policy that cannot be built, a bad scene) leaves nothing
+        # behind, so the same --out works once the input is fixed.
+        if not continuing and not any(out_dir.glob("episodes/*/*.json")):
+            if existed:  # the user's (empty) folder stays; what this call wrote goes
+                for child in out_dir.iterdir():
+                    shutil.rmtree(child) if child.is_dir() else child.unlink()
             else:
-                setup.close()
-                setup = None
-                steps, seconds = _run_parallel(path, stage_path, settings, out_dir, todo, task.name, bar)
-                env_steps += steps
-                episode_time += seconds
-                ran += len(todo)
-                if policy_info is None:
-                    policy_info = _policy_info_of(settings.policy, path, stage_path, settings)
-        finally:
-            if bar is not None:
-                bar.close()
-            if setup is not None:
-                setup.close()
+                shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     if policy_info is None and task_meta:
         policy_info = _policy_info_of(settings.policy, files[0], out_dir / "scenes" / f"{files[0].stem}.usda", settings)
     t_post = time.perf_counter()

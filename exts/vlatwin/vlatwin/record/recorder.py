@@ -52,7 +52,8 @@ EXTRAS = ("depth", "segmentation", "lidar")
 
 #: task name -> factory(config) -> Task. Built-in tasks come from the config's ``task:`` section.
 TASKS: dict[str, Callable] = {}
-#: policy name -> factory(task=, info=, chain=, spec=, seed=) -> Policy.
+#: Extra policy names -> factory(task=, info=, chain=, spec=, seed=) -> Policy. Built-in kinds and spec
+#: strings (``expert``, ``random``, ``hf://...``) come from :mod:`vlatwin.policy.factory`.
 POLICIES: dict[str, Callable] = {}
 
 
@@ -64,24 +65,8 @@ def register_policy(name: str, factory: Callable) -> None:
     POLICIES[name] = factory
 
 
-def _expert(*, task, info, chain, spec, seed):
-    from vlatwin.policy.expert import ScriptedExpert
-
-    if chain is None:
-        raise VlatwinError("policy 'expert' needs the built-in Panda (its TCP chain); the stage has none")
-    return ScriptedExpert.for_task(task, info, chain)
-
-
-def _random(*, task, info, chain, spec, seed):
-    from vlatwin.policy.expert import RandomPolicy
-
-    return RandomPolicy(spec, seed=seed, control_hz=task.control_hz)
-
-
-register_policy("expert", _expert)
-register_policy("random", _random)
-#: Action space each named policy acts in (checked before anything is built).
-POLICY_ACTION_SPACES = {"expert": "ee_delta_pose"}
+#: Action space of the built-in policy kinds that have one (checked before anything is built).
+POLICY_ACTION_SPACES = {"expert": "ee_delta_pose", "noisy-expert": "ee_delta_pose", "excite": "joint_pos"}
 
 
 def _load_object(spec: str, what: str):
@@ -119,15 +104,21 @@ def resolve_task(config, config_path: Path, name: str | None):
     raise VlatwinError(f"unknown task {name!r}; {config_path} has no 'task:' section and no task of that name is registered")
 
 
-def make_policy(name: str, **kwargs):
-    """Policy by registered name (``expert``, ``random``, ...) or ``module:factory``."""
-    if ":" in name:
-        factory = _load_object(name, "policy")
-    elif name in POLICIES:
-        factory = POLICIES[name]
-    else:
-        raise VlatwinError(f"unknown policy {name!r}; known: {', '.join(sorted(POLICIES))} (or module:factory)")
-    return factory(**kwargs)
+def make_policy(name: str, *, task=None, info=None, chain=None, spec=None, seed: int = 0, cameras=()):
+    """Policy by registered name, else by spec string (``expert``, ``random``, ``hf://...``, ``module:factory``)."""
+    if name in POLICIES:
+        return POLICIES[name](task=task, info=info, chain=chain, spec=spec, seed=seed)
+
+    def make_spec(space, **options):
+        if spec is None or space != spec.name or options:
+            raise VlatwinError(f"policy {name!r} asks for action space {space!r}; this run has {getattr(spec, 'name', None)!r}")
+        return spec
+
+    context = PolicyContext(
+        task=task, info=info, chain=chain, seed=int(seed), control_hz=getattr(task, "control_hz", None),
+        cameras=tuple(cameras), make_spec=make_spec, action_space=getattr(spec, "name", None),
+    )
+    return make_policy_from_spec(name, context)
 
 
 def has_panda(stage) -> bool:
@@ -471,11 +462,9 @@ def record(
         raise VlatwinError(f"{config_path}: record needs a YAML config with a task (a stage has no task section)")
     config = load_config(config_path)
     the_task = resolve_task(config, config_path, task)
-    registered = policy in POLICIES and policy not in ("expert", "random")
+    registered = policy in POLICIES
     spec = None if registered else parse_policy_spec(policy)
-    policy_space = POLICY_ACTION_SPACES.get(policy)
-    if spec is not None and spec.kind in ("expert", "noisy-expert"):
-        policy_space = "ee_delta_pose"
+    policy_space = None if spec is None else POLICY_ACTION_SPACES.get(spec.kind)
     space = action_space or policy_space or getattr(the_task, "action_space", None) or "ee_delta_pose"
     if policy_space is not None and space != policy_space:
         raise VlatwinError(f"policy {policy!r} acts in {policy_space!r}, not {space!r}")
@@ -556,19 +545,10 @@ def record(
     policy_holder = {}
 
     def policy_factory(sim, chain, controller):
-        if registered:
-            p = make_policy(policy, task=the_task, info=sim.info, chain=chain, spec=controller.spec, seed=int(seed))
-        else:
-            def make_spec(name, **options):
-                if name != controller.spec.name or options:
-                    raise VlatwinError(f"policy {policy!r} asks for action space {name!r}; this recording runs {space!r} (--action-space)")
-                return controller.spec
-
-            context = PolicyContext(
-                task=the_task, info=sim.info, chain=chain, seed=int(seed), control_hz=the_task.control_hz,
-                cameras=tuple(c.name for c in camera_cfgs), make_spec=make_spec, action_space=space,
-            )
-            p = make_policy_from_spec(spec, context)
+        p = make_policy(
+            policy, task=the_task, info=sim.info, chain=chain, spec=controller.spec, seed=int(seed),
+            cameras=[c.name for c in camera_cfgs],
+        )
         pspace = getattr(getattr(p, "info", None), "action_space", space)
         if pspace != space:
             raise VlatwinError(f"policy {policy!r} acts in {pspace!r}, not {space!r}")

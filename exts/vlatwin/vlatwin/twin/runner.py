@@ -263,9 +263,7 @@ class TwinRunner:
         self._last_robot_seq = -1
         self._last_robot_host = float("-inf")
         self._pending: deque[tuple[float, np.ndarray]] = deque()  # (apply at host time, target_q) for the twin
-        self._events = 0
         self._resyncs = 0
-        self._robot_obs = None
         self._k = 0
         self.done = False
         self._stopped = False
@@ -453,7 +451,6 @@ class TwinRunner:
                 self._clock_sync()
         self._last_robot_seq = obs.seq
         self._last_robot_host = obs.host_time
-        self._robot_obs = obs
         self.state_watchdog.feed(now)
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
         q_meas, qd_meas = self._from_robot(obs.joint_q), self._from_robot(obs.joint_qd)
@@ -560,7 +557,6 @@ class TwinRunner:
             self._event(now, f"e-stop: {reason}", "error")
 
     def _event(self, t: float, text: str, level: str = "info") -> None:
-        self._events += 1
         self.log.log("/events", t, {"text": text, "level": level})
 
     def _send(self, command: JointCommand) -> None:
