@@ -25,10 +25,8 @@ args = parser.parse_args()
 
 from vlatwin.utils.app_launcher import launch_app, run_main  # noqa: E402  (numpy-only import)
 
-# Kit must start before any omni/pxr import; stable ids let RTX Lidar points be labelled.
-simulation_app = launch_app(
-    args.backend, headless=args.headless, script="standalone/generate_dataset.py", extra_args=["--/rtx-transient/stableIds/enabled=true"]
-)
+# Kit must start before any omni/pxr import (launch_app also enables stable ids for labelled RTX Lidar points).
+simulation_app = launch_app(args.backend, headless=args.headless, script="standalone/generate_dataset.py")
 
 
 def main() -> int:

@@ -52,11 +52,8 @@ def _truth_rms(log: Path) -> float:
     return float(np.sqrt((errors**2).sum(axis=1).mean()))
 
 
-def test_one_second_twin_on_isaac_tracks_the_emulated_robot(tmp_path):
-    from isaacsim import SimulationApp
-
-    app = SimulationApp({"headless": True})
-    try:
+def test_one_second_twin_on_isaac_tracks_the_emulated_robot(tmp_path, kit_app):
+    if True:
         pytest.importorskip("newton")  # the emulated robot is a second (Newton) simulator
         from vlatwin.hardware.factory import make_robot
         from vlatwin.twin.runner import TwinRunner, TwinSettings
@@ -110,5 +107,3 @@ def test_one_second_twin_on_isaac_tracks_the_emulated_robot(tmp_path):
                 model.reset_estop()
         assert model.error is None, model.status_line()
         assert model.result.steps == result.steps and model.result.log.is_file()
-    finally:
-        app.close()

@@ -30,7 +30,7 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from vlatwin.cli import eval_cmds, record_cmds, scene_cmds, sdg_cmds, serve_cmds, sim_cmds, twin_cmds
+    from vlatwin.cli import eval_cmds, record_cmds, scene_cmds, sdg_cmds, serve_cmds, sim_cmds, sysid_cmds, twin_cmds
     from vlatwin.cli import agent_cmds
 
     parser = argparse.ArgumentParser(
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve_cmds.register(groups)
     agent_cmds.register(groups)
     twin_cmds.register(groups)
+    sysid_cmds.register(groups)
     return parser
 
 

@@ -99,6 +99,41 @@ class DriveCfg(StrictModel):
     """[N*m*s/rad]"""
 
 
+class JointDynamicsCfg(StrictModel):
+    """Identified parameters of one robot joint; units per radian (revolute) or per metre (prismatic).
+
+    USD stores the angular gains and passive damping per degree; the scene build converts them.
+    """
+
+    drive_stiffness: float | None = Field(None, gt=0.0, le=MAX_GAIN)
+    """Drive position gain [N*m/rad | N/m]."""
+    drive_damping: float | None = Field(None, ge=0.0, le=MAX_GAIN)
+    """Drive velocity gain [N*m*s/rad | N*s/m]."""
+    damping: float | None = Field(None, ge=0.0, le=MAX_GAIN)
+    """Passive viscous damping, always active [N*m*s/rad | N*s/m]."""
+    friction: float | None = Field(None, ge=0.0, le=MAX_GAIN)
+    """Coulomb friction [N*m | N] (a torque or force, not a coefficient)."""
+    armature: float | None = Field(None, ge=0.0, le=MAX_MASS)
+    """Rotor (reflected) inertia [kg*m^2 | kg]."""
+
+
+class LinkDynamicsCfg(StrictModel):
+    """Identified parameters of one robot link."""
+
+    mass: float | None = Field(None, gt=0.0, le=MAX_MASS)
+    """[kg]; the link's inertia scales by the same factor (same density)."""
+
+
+class DynamicsCfg(StrictModel):
+    """Identified robot parameters by joint / link name (``vlatwin sysid fit`` writes this block).
+
+    Names are the last component of the joint / link prim path; unknown names fail the scene build.
+    """
+
+    joints: dict[str, JointDynamicsCfg] = {}
+    links: dict[str, LinkDynamicsCfg] = {}
+
+
 class RobotCfg(StrictModel):
     """The robot: a built-in description or an external USD/URDF/MJCF file."""
 
@@ -116,6 +151,8 @@ class RobotCfg(StrictModel):
     home_joint_positions: dict[str, Annotated[float, Field(ge=-MAX_SIZE, le=MAX_SIZE)]] | None = None
     """Home pose by joint name [rad | m]; unnamed joints keep the robot's default."""
     drive: DriveCfg = DriveCfg()
+    dynamics: DynamicsCfg = DynamicsCfg()
+    """Identified joint / link parameters; authored after (and over) ``drive``."""
     label: str = "robot"
     """Semantic class."""
 
@@ -426,6 +463,17 @@ class LidarCfg(StrictModel):
     """Column blocks per scan cast at their own times (motion-distortion time resolution)."""
     noise: bool = True
     """False gives an ideal sensor (no range noise, jitter or dropout)."""
+    isaac_profile: str | None = None
+    """Built-in profile used on the isaacsim backend instead of ``profile`` (one with an Isaac Sim RTX config)."""
+
+    @field_validator("isaac_profile")
+    @classmethod
+    def _isaac_profile(cls, value):
+        if value is not None:
+            from vlatwin.sensors.lidar.profiles import require_isaac_profile, resolve_profile
+
+            require_isaac_profile(resolve_profile(value))
+        return value
 
     @field_validator("profile")
     @classmethod
@@ -452,6 +500,15 @@ class LidarCfg(StrictModel):
         from vlatwin.sensors.lidar.profiles import resolve_profile
 
         return resolve_profile(self.profile)
+
+    @property
+    def isaac_resolved_profile(self):
+        """The profile the isaacsim backend runs (``isaac_profile`` or ``profile``); one-line error if Isaac has none."""
+        from vlatwin.sensors.lidar.profiles import require_isaac_profile, resolve_profile
+
+        if self.isaac_profile is not None:
+            return resolve_profile(self.isaac_profile)
+        return require_isaac_profile(self.resolved_profile, field=f"scene.lidars.{self.name}.profile")
 
 
 class SceneCfg(StrictModel):

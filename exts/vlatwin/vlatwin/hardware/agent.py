@@ -352,7 +352,8 @@ class RobotAgent:
                 wire.message(
                     "state", seq=self._next("state"), t_send=self.clock.now(), robot_seq=int(obs.seq),
                     robot_time=float(obs.robot_time), joint_q=obs.joint_q, joint_qd=obs.joint_qd,
-                    joint_effort=obs.joint_effort, status=status, session=self.session,
+                    joint_effort=obs.joint_effort, joint_q_desired=obs.joint_q_desired, status=status,
+                    session=self.session,
                 )
             )
         except wire.WireError as exc:

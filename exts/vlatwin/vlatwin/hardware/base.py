@@ -42,6 +42,10 @@ class RobotObservation:
     """Measured joint velocities [rad/s | m/s]."""
     joint_effort: np.ndarray | None = None
     """Measured joint efforts [N*m | N] when the robot reports them."""
+    joint_q_desired: np.ndarray | None = None
+    """The joint position target the robot's servo was tracking when it measured this state (libfranka's
+    ``q_d``) [rad | m], when the robot reports it; ``status["target_time"]`` (robot clock [s]) says when that
+    target took effect. System identification uses them as the exact input the robot applied."""
     status: dict[str, Any] = field(default_factory=dict)
     """Robot-side status: ``estop`` (bool), ``mode`` (``running`` | ``holding`` | ``decelerating`` | ``stopped``),
     ``last_command_seq``, ``command_success_rate`` ..."""

@@ -105,6 +105,9 @@ class EmulationParams:
     """Passive damping added to every joint [N*m*s/rad | N*s/m] (the stages author none: a scale alone does nothing)."""
     friction_add: float = 0.0
     """Coulomb friction added to every joint [N*m | N] (the stages author none: a scale alone does nothing)."""
+    armature_add: float = 0.0
+    """Armature (rotor inertia) added to every revolute joint [kg*m^2] (the stages author none; a gripper's
+    prismatic fingers keep theirs)."""
     mass_scale: float | None = None
     """Override: scale of every robot link's mass and inertia."""
     gain_scale: float | None = None
@@ -159,7 +162,7 @@ class EmulationParams:
         for name in ("damping_scale", "mass_scale", "gain_scale"):
             if getattr(self, name) is not None:
                 put(name, _number(getattr(self, name), name, lo=0.0, lo_open=name != "damping_scale"))
-        for name in ("damping_add", "friction_add", "noise_q", "noise_qd", "latency_s", "jitter_s", "hold_s"):
+        for name in ("damping_add", "friction_add", "armature_add", "noise_q", "noise_qd", "latency_s", "jitter_s", "hold_s"):
             put(name, _number(getattr(self, name), name, lo=0.0))
         put("loss", _number(self.loss, "loss", lo=0.0, hi=1.0))
         for direction in ("down", "up"):
@@ -193,7 +196,7 @@ class EmulationParams:
         """Parse URL query options (``emulated?latency_ms=50&jitter_ms=10&loss=0.05&...``).
 
         Keys: ``latency_ms``, ``jitter_ms``, ``loss`` and their ``down_``/``up_`` forms, ``offset_s``
-        (or ``offset_ms``), ``drift_ppm``, ``mismatch``, ``damping_scale``, ``damping_add``, ``friction_add``,
+        (or ``offset_ms``), ``drift_ppm``, ``mismatch``, ``damping_scale``, ``damping_add``, ``friction_add``, ``armature_add``,
         ``mass_scale``, ``gain_scale``, ``noise_q``, ``noise_qd``, ``seed``, ``rate_hz``, ``hold_ms`` (or
         ``hold_s``), ``max_decel``, ``clip`` (true/false), ``spikes`` (``start:end:extra,...`` [s since
         connect]) and ``blackouts`` (``start:end,...`` [s]).
@@ -259,6 +262,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "damping_scale": ("damping_scale", float),
     "damping_add": ("damping_add", float),
     "friction_add": ("friction_add", float),
+    "armature_add": ("armature_add", float),
     "mass_scale": ("mass_scale", float),
     "gain_scale": ("gain_scale", float),
     "noise_q": ("noise_q", float),
@@ -364,6 +368,10 @@ class EmulatedRobot(Robot):
         self._nominal = self._sim.get_params()
         root = info.articulation_root.rstrip("/")
         self._robot_bodies = np.array([bool(root) and p.startswith(root + "/") for p in info.body_paths], dtype=bool)
+        from pxr import Usd, UsdPhysics
+
+        stage = Usd.Stage.Open(str(self.stage_path))
+        self._revolute = np.array([bool(stage.GetPrimAtPath(j).IsA(UsdPhysics.RevoluteJoint)) for j in self.joint_names], dtype=float)
 
     @property
     def is_connected(self) -> bool:
@@ -417,6 +425,7 @@ class EmulatedRobot(Robot):
             self._mode = "stopped"
             self._target_qd = np.zeros(len(self.joint_names))
             self._q_desired = np.asarray(self._sim.get_state().joint_q, dtype=np.float64)
+            self._target_time = self.robot_clock(self._t0)
             self._applied: list[tuple[float, int, np.ndarray]] = []
             self._connected = True
 
@@ -448,6 +457,7 @@ class EmulatedRobot(Robot):
         hidden = SimParams(
             joint_damping=nom.joint_damping * f_damp + p.damping_add,
             joint_friction=nom.joint_friction * f_fric + p.friction_add,
+            joint_armature=nom.joint_armature + p.armature_add * self._revolute,
             drive_stiffness=nom.drive_stiffness * f_ke,
             drive_damping=nom.drive_damping * f_kd,
             body_mass=nom.body_mass * f_mass,
@@ -520,6 +530,7 @@ class EmulatedRobot(Robot):
             "joint_q": q,
             "joint_qd": qd,
             "joint_effort": np.asarray(state.joint_effort, dtype=np.float64).copy(),
+            "joint_q_desired": None if self._q_desired is None else self._q_desired.copy(),
             "status": self._status(),
         }
         delay = self._up.delay(t - self._t0)
@@ -583,6 +594,8 @@ class EmulatedRobot(Robot):
             t, last_target, last_receive, ttl, self._q_desired, state.joint_qd, dt=self._dt
         )
         target = np.clip(np.asarray(target, dtype=np.float64), self._lower, self._upper)
+        if self._q_desired is None or not np.array_equal(target, self._q_desired):
+            self._target_time = self.robot_clock(t)
         self._q_desired = target
         velocity = self._expiry.velocity if mode == "decelerating" and self._expiry.velocity is not None else None
         target_qd = np.zeros_like(self._target_qd) if velocity is None else np.asarray(velocity, dtype=np.float64)
@@ -600,6 +613,7 @@ class EmulatedRobot(Robot):
         return {
             "mode": self._mode,
             "estop": self._estop,
+            "target_time": self._target_time,
             "last_command_seq": self._last_seq,
             "commands_received": self._received,
             "commands_lost": lost,

@@ -81,6 +81,8 @@ class RemoteRobot(Robot):
         self._seq = {"control": 0}
         self._cmd_seq = 0
         self._latest: RobotObservation | None = None
+        # Every accepted state since the last poll (the run log keeps the full stream, not only the newest).
+        self._inbox: collections.deque[RobotObservation] = collections.deque(maxlen=20000)
         self._latest_key: tuple[int, int] | None = None
         self._last_agent_seq: int | None = None
         self._last_rx = 0.0
@@ -297,13 +299,22 @@ class RemoteRobot(Robot):
         status.update(agent_seq=msg["seq"], agent_time=msg["t_send"], session=msg["session"])
         self._latest = RobotObservation(
             seq=msg["robot_seq"], robot_time=msg["robot_time"], host_time=host_time, joint_q=msg["joint_q"],
-            joint_qd=msg["joint_qd"], joint_effort=msg["joint_effort"], status=status,
+            joint_qd=msg["joint_qd"], joint_effort=msg["joint_effort"], joint_q_desired=msg.get("joint_q_desired"),
+            status=status,
         )
+        self._inbox.append(self._latest)
 
     # ------------------------------------------------------------------ Robot API
 
     def get_observation(self) -> RobotObservation | None:
         return self._latest
+
+    def poll_observations(self) -> list[RobotObservation]:
+        """Every state accepted since the previous poll, in arrival order (the newest 20000)."""
+        out = []
+        while self._inbox:  # popleft, not list + clear: the receive thread may append in between
+            out.append(self._inbox.popleft())
+        return out
 
     def send_action(self, action: RobotAction) -> RobotAction:
         if not self.is_connected:

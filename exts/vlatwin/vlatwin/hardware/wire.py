@@ -10,7 +10,7 @@ Every message is one msgpack map with the common fields
 
 and the fields of its type (``?`` = optional, may be absent or nil)::
 
-    state        robot_seq, robot_time [s, robot clock], joint_q [rad|m], joint_qd, joint_effort?, status, session
+    state        robot_seq, robot_time [s, robot clock], joint_q [rad|m], joint_qd, joint_effort?, joint_q_desired?, status, session
     command      target_q [rad|m], ttl_s? [s] (expires_at - send_time; nil = never expires), mode ("joint_pos")
     ping         t1 [s] (host send)
     pong         ref (the ping's seq), t1 (echoed), t2 (agent receive), t3 (agent reply) [s, robot clock]
@@ -58,7 +58,7 @@ _COMMON = {"v": ("int", True), "type": ("str", True), "seq": ("int", True), "t_s
 _FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     "state": {
         "robot_seq": ("int", True), "robot_time": ("float", True), "joint_q": ("vec", True), "joint_qd": ("vec", True),
-        "joint_effort": ("vec", False), "status": ("status", True), "session": ("int", True),
+        "joint_effort": ("vec", False), "joint_q_desired": ("vec", False), "status": ("status", True), "session": ("int", True),
     },
     "command": {"target_q": ("vec", True), "ttl_s": ("pos", False), "mode": ("str", True)},
     "ping": {"t1": ("float", True)},
@@ -172,7 +172,7 @@ def validate(msg: Any) -> dict[str, Any]:
         out[name] = _check(field_kind, name, value)
     if kind == "state":
         n = out["joint_q"].size
-        for name in ("joint_qd", "joint_effort"):
+        for name in ("joint_qd", "joint_effort", "joint_q_desired"):
             if out[name] is not None and out[name].size != n:
                 raise WireError(f"state field {name!r} has {out[name].size} entries, joint_q has {n}")
     elif kind == "command" and out["mode"] not in COMMAND_MODES:

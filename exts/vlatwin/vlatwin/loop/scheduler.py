@@ -61,6 +61,13 @@ class CaptureRun:
 
     def process(self, step: int) -> None:
         """Run every sample due at ``step`` (the simulation must be exactly there)."""
+        for _ in self.samples_at(step):
+            pass
+
+    def samples_at(self, step: int):
+        """:meth:`process` as a generator: yields ``(sensor, k)`` after the sensor's ``begin`` and before its
+        ``sample(k)``, so a host can prepare each sample in between (e.g. ``await`` a render inside Kit's
+        event loop) with begin / sample / finish still in the same order as :meth:`process`."""
         while self._events and self._events[0][0] == step:
             _, order, k = heapq.heappop(self._events)
             if self._refit is not None and self._refit_at != step:
@@ -70,6 +77,7 @@ class CaptureRun:
             if order not in self._started:
                 self._started.add(order)
                 sensor.begin(self._context)
+            yield sensor, k
             sensor.sample(k)
             self._remaining[order] -= 1
             if self._remaining[order] == 0:

@@ -123,6 +123,8 @@ class DatasetRun:
         workers: int = 1,
         backend: str = "newton",
         settings: str | Path | None = None,
+        kit_settings: dict | None = None,
+        _defer_workers: bool = False,
     ):
         from vlatwin.sdg.randomize import with_distractors
 
@@ -144,6 +146,8 @@ class DatasetRun:
             textures = _load_textures(gen.textures)
         except VlatwinError as exc:
             raise VlatwinError(f"{config_path}: {exc}") from None
+        if backend == "isaacsim":
+            _check_isaac_lidars(config, config_path)  # before anything is written to --out
         self.out_dir = out_dir = Path(out_dir)
         _check_out_dir(out_dir, resume)
 
@@ -161,6 +165,7 @@ class DatasetRun:
             done = {f: files for f, files in self.manifest.read().items() if f < self.frames}
             remove_unfinished(out_dir, done, _frame_files)
         self.frames_skipped = len(done)
+        self._done = done
         self._mark(complete=False)
 
         config = config.model_copy(update={"scene": with_distractors(config.scene, gen.randomize.distractors, self.seed)})
@@ -171,16 +176,9 @@ class DatasetRun:
             from vlatwin.usd.scene_builder import write_scene
 
             write_scene(config.scene, stage_path, source=config_path)
-        self.workers = self._make_workers(backend, config, stage_path, cameras, workers, self.seed, textures)
-        self.writers = self._make_writers(config, config_path, names, self.workers[0].renderer.labels)
-        for writer in self.writers:
-            for rel, data in writer.start().items():
-                atomic_write_bytes(out_dir / rel, data)
-        self.todo = [f for f in range(self.frames) if f not in done]
-        self.frames_written = 0
-
-    @staticmethod
-    def _make_workers(backend, config, stage_path, cameras, workers, seed=0, textures=None):
+        self._pending = (config, config_path, names, stage_path, cameras)
+        if _defer_workers:
+            return  # create_async attaches the Kit worker inside the event loop
         if backend == "isaacsim":
             from vlatwin.sim.isaacsim import require_kit
 
@@ -189,7 +187,37 @@ class DatasetRun:
                 raise VlatwinError("--workers must be 1 with --backend isaacsim (one Kit app per process)")
             from vlatwin.sdg.isaac_worker import WorkerIsaac
 
-            return [WorkerIsaac(config, stage_path, cameras, seed=seed)]
+            self._attach([WorkerIsaac(config, stage_path, cameras, seed=self.seed, settings=kit_settings)])
+        else:
+            self._attach(self._make_workers(backend, config, stage_path, cameras, workers, self.seed, textures))
+
+    @classmethod
+    async def create_async(cls, config_path, out_dir, *, kit_settings: dict | None = None, **kw) -> "DatasetRun":
+        """An isaacsim job set up inside Kit's event loop (the extension window): the worker is created
+        with ``await WorkerIsaac.create_async`` (``World.initialize_simulation_context_async``, ``reset_async``)."""
+        from vlatwin.sim.isaacsim import require_kit
+
+        require_kit()
+        job = cls(config_path, out_dir, backend="isaacsim", _defer_workers=True, **kw)
+        from vlatwin.sdg.isaac_worker import WorkerIsaac
+
+        config, _, _, stage_path, cameras = job._pending
+        job._attach([await WorkerIsaac.create_async(config, stage_path, cameras, seed=job.seed, settings=kit_settings)])
+        return job
+
+    def _attach(self, workers) -> None:
+        config, config_path, names, _, _ = self._pending
+        out_dir = self.out_dir
+        self.workers = workers
+        self.writers = self._make_writers(config, config_path, names, self.workers[0].renderer.labels)
+        for writer in self.writers:
+            for rel, data in writer.start().items():
+                atomic_write_bytes(out_dir / rel, data)
+        self.todo = [f for f in range(self.frames) if f not in self._done]
+        self.frames_written = 0
+
+    @staticmethod
+    def _make_workers(backend, config, stage_path, cameras, workers, seed=0, textures=None):
         if backend == "newton":
             from vlatwin.sdg.newton_worker import FrameWorkerNewton
 
@@ -205,7 +233,7 @@ class DatasetRun:
         writers = []
         for name in gen.writers:
             if name == "basic":
-                writers.append(WriterBasic(self.out_dir, names, set(gen.annotators)))
+                writers.append(WriterBasic(self.out_dir, names, set(gen.annotators), seed=self.seed))
             elif name == "coco":
                 if "instance_segmentation" not in gen.annotators or "rgb" not in gen.annotators:
                     raise VlatwinError(f"{config_path}: generate.writers: 'coco' needs the rgb and instance_segmentation annotators")
@@ -248,6 +276,27 @@ class DatasetRun:
         self.frames_written += 1
         return frame
 
+    async def step_async(self) -> int | None:
+        """:meth:`step` inside Kit's event loop (the worker's renders are awaited)."""
+        if not self.todo:
+            return None
+        frame = self.todo.pop(0)
+        try:
+            result = await self.workers[0].run_async(frame, self.seed)
+            files = self.write_frame(frame, result.outputs, result.record)
+        except OSError as exc:
+            raise VlatwinError(f"{self.out_dir}: write failed: {exc.strerror or exc}; finished frames are kept, rerun with --resume") from None
+        self.manifest.append(frame, files)
+        self.frames_written += 1
+        return frame
+
+    async def finalize_async(self) -> None:
+        """:meth:`finalize` inside Kit's event loop (``wait_until_complete_async`` before releasing Replicator)."""
+        workers, self.workers = self.workers, []
+        self._finalize_files()
+        for worker in workers:
+            await worker.close_async()
+
     def run(self, *, progress: bool = True, queue_size: int = 4) -> GenerateResult:
         """Render all remaining frames with the render threads + writer thread, then finalize."""
         written, wall = _run_frames(self, self.todo, queue_size, progress)
@@ -258,20 +307,32 @@ class DatasetRun:
 
     def finalize(self) -> None:
         """Files built from all finished frames (COCO JSON), and the completion mark."""
-        finished = sorted(self.manifest.read())
-        for writer in self.writers:
-            if hasattr(writer, "finalize"):
-                for rel, data in writer.finalize([f for f in finished if f < self.frames]).items():
-                    atomic_write_bytes(self.out_dir / rel, data)
-        self._mark(complete=set(range(self.frames)) <= set(finished))
+        self._finalize_files()
         for worker in self.workers:
             close = getattr(worker, "close", None)
             if close is not None:
                 close()
         self.workers = []
 
+    def _finalize_files(self) -> None:
+        finished = sorted(self.manifest.read())
+        for writer in self.writers:
+            if hasattr(writer, "finalize"):
+                for rel, data in writer.finalize([f for f in finished if f < self.frames]).items():
+                    atomic_write_bytes(self.out_dir / rel, data)
+        self._mark(complete=set(range(self.frames)) <= set(finished))
+
 
 USD_SUFFIXES = (".usd", ".usda", ".usdc")
+
+
+def _check_isaac_lidars(config, config_path) -> None:
+    """Every LIDAR needs a profile with an Isaac Sim RTX config on the isaacsim backend: one line naming them."""
+    for lidar in config.scene.lidars:
+        try:
+            lidar.isaac_resolved_profile
+        except ValueError as exc:
+            raise VlatwinError(f"{config_path}: {exc}") from None
 
 
 def load_run_source(source: Path, settings: str | Path | None = None):
@@ -424,12 +485,20 @@ def _run_frames(job: DatasetRun, todo, queue_size, progress):
             stop.set()
 
     t0 = time.perf_counter()
-    threads = [threading.Thread(target=render_loop, args=(w,), name=f"vlatwin-render-{i}", daemon=True) for i, w in enumerate(workers_list)]
+    # Kit (the isaacsim worker) is driven from its main thread only: render on this thread, encode on the writer.
+    on_caller = [w for w in workers_list if getattr(w, "main_thread", False)]
+    threads = [
+        threading.Thread(target=render_loop, args=(w,), name=f"vlatwin-render-{i}", daemon=True)
+        for i, w in enumerate(workers_list)
+        if w not in on_caller
+    ]
     writer_thread = threading.Thread(target=write_loop, name="vlatwin-writer", daemon=True)
     writer_thread.start()
     for t in threads:
         t.start()
     try:
+        for w in on_caller:
+            render_loop(w)
         for t in threads:
             while t.is_alive():
                 t.join(timeout=0.5)

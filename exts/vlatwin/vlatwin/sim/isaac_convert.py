@@ -17,10 +17,14 @@ _SPECIAL = {"BACKGROUND": BACKGROUND_ID, "UNLABELLED": UNLABELLED_ID}
 
 
 def _class_of(label) -> str:
-    """Replicator label dicts look like {"class": "cube"}; inherited labels are comma-joined ("cube,toy")."""
+    """The prim's own class from a Replicator label ({"class": "cube"}).
+
+    Replicator joins inherited labels of the same type parent first ("rectangle, cube" for a cube under
+    a labelled rectangle), so the prim's own label is the *last* entry, not the ancestor's first one.
+    """
     if isinstance(label, dict):
         label = label.get("class", "UNLABELLED")
-    return str(label).split(",")[0].strip()
+    return str(label).split(",")[-1].strip()
 
 
 def semantic_id_map(id_to_labels: dict, labels: LabelTable) -> dict[int, int]:
@@ -129,8 +133,16 @@ def convert_replicator_outputs(raw: dict, labels: LabelTable, *, keep_classes=No
     if "pointcloud" in raw:
         pc = raw["pointcloud"]
         info = pc["info"]
-        sem = remap_image(np.asarray(info["pointSemantic"]), semantic_id_map(info.get("idToLabels", {}), labels)) if "idToLabels" in info else np.asarray(info["pointSemantic"], np.uint32)
-        inst = remap_image(np.asarray(info["pointInstance"]), instance_id_map(info.get("idToInstance", {}), labels)) if "idToInstance" in info else np.asarray(info["pointInstance"], np.uint32)
+        # The pointcloud annotator's info has no id tables: its pointSemantic / pointInstance ids are
+        # Replicator's, so they go through the same frame's segmentation tables (never written raw).
+        # A point whose table is missing is UNLABELLED rather than carrying a Replicator id as a vlatwin one.
+        sem_table = _table(raw, "semantic_segmentation", info, "idToLabels")
+        inst_table = _table(raw, "instance_segmentation", info, "idToInstance")
+        n = len(np.asarray(pc["data"]).reshape(-1, 3))
+        sem_raw = np.asarray(info.get("pointSemantic", np.zeros(n)), dtype=np.int64).reshape(-1)
+        inst_raw = np.asarray(info.get("pointInstance", np.zeros(n)), dtype=np.int64).reshape(-1)
+        sem = remap_image(sem_raw, semantic_id_map(sem_table, labels)) if sem_table is not None else np.full(n, UNLABELLED_ID, np.uint32)
+        inst = remap_image(inst_raw, instance_id_map(inst_table, labels)) if inst_table is not None else np.full(n, UNLABELLED_ID, np.uint32)
         out["pointcloud"] = {
             "data": np.asarray(pc["data"], dtype=np.float32),
             "info": {
@@ -141,6 +153,47 @@ def convert_replicator_outputs(raw: dict, labels: LabelTable, *, keep_classes=No
             },
         }
     return out
+
+
+def _table(raw: dict, annotator: str, info: dict, own_key: str):
+    """Replicator id table for point ids: the same frame's ``annotator`` info, else one in ``info`` itself."""
+    if annotator in raw:
+        return raw[annotator]["info"]["idToLabels"]
+    return info.get(own_key)
+
+
+def decode_stable_id_map(buffer) -> dict[int, str]:
+    """``StableIdMap`` annotator bytes -> {128-bit stable id: prim path}, in numpy.
+
+    Layout (Isaac Sim 5.1 ``LidarRtx.decode_stable_id_mapping``, [IS] v5.1.0
+    source/extensions/isaacsim.sensors.rtx/python/impl/lidar_rtx.py L705-722, and 6.0's
+    ``parse_stable_id_map_data``, [IS] v6.0.1 source/extensions/isaacsim.sensors.experimental.rtx/python/impl/utils.py
+    L82-134): the last 4 bytes count the entries; each entry is 6 little-endian uint32 (4 for the id,
+    label length, label offset); labels are UTF-8 at their byte offsets. Decoding here keeps vlatwin
+    off the module that 6.0 deprecates (isaacsim.sensors.rtx).
+    """
+    data = np.asarray(buffer).tobytes() if not isinstance(buffer, (bytes, bytearray)) else bytes(buffer)
+    if len(data) < 4:
+        return {}
+    count = int.from_bytes(data[-4:], byteorder="little")
+    entries = np.frombuffer(data[: count * 24], dtype="<u4").reshape(-1, 6)
+    out = {}
+    for entry in entries:
+        key = int.from_bytes(entry[:4].tobytes(), byteorder="little")
+        out[key] = data[int(entry[5]) : int(entry[5]) + int(entry[4])].decode("utf8").rstrip()
+    return out
+
+
+def parse_object_ids(object_ids) -> list[int]:
+    """RTX ``objectId`` buffer (16 bytes per point) -> 128-bit ints matching :func:`decode_stable_id_map` keys.
+
+    As [IS] v6.0.1 source/extensions/isaacsim.sensors.experimental.rtx/python/impl/utils.py L137-158.
+    """
+    ids = np.ascontiguousarray(object_ids)
+    width = {np.dtype(np.uint8): 16, np.dtype(np.uint32): 4, np.dtype(np.uint64): 2}.get(ids.dtype)
+    if width is None:
+        raise ValueError(f"objectId: expected uint8, uint32 or uint64 data, got {ids.dtype}")
+    return [int.from_bytes(group.tobytes(), byteorder="little") for group in ids.reshape(-1, width)]
 
 
 def lidar_points_from_rtx(scan: dict, object_paths: np.ndarray, labels: LabelTable, *, channel_of_beam=None) -> np.ndarray:
@@ -193,9 +246,7 @@ def labels_for_paths(paths, labels: LabelTable) -> tuple[np.ndarray, np.ndarray]
 
 def rtx_lidar_config(profile) -> tuple[str, str | None]:
     """(Isaac RTX Lidar config, variant) for a vlatwin profile; raises with the fallback when none ships."""
-    if profile.isaac_config is None:
-        raise ValueError(
-            f"lidar profile {profile.name!r} has no Isaac Sim RTX config; the Isaac backend needs one of the "
-            "profiles with isaac_config (OS1-32/128 variants, PandarXT32, SolidState-120x25) or a custom RTX config"
-        )
+    from vlatwin.sensors.lidar.profiles import require_isaac_profile
+
+    require_isaac_profile(profile, field="lidar profile")
     return profile.isaac_config, profile.isaac_variant

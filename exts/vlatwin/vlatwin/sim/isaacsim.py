@@ -3,10 +3,25 @@
 Runs only inside Isaac Sim 5.x (a ``SimulationApp`` must exist before this module is used; Kit
 imports happen inside the methods). Joint values cross the seam in radians / meters, exactly as
 Isaac's core API reports them; only USD attributes use degrees.
+
+Two ways in, as Isaac's own samples do:
+
+* standalone (a script that owns ``SimulationApp``): :meth:`SimBackendIsaac.load` / :meth:`reset`
+  call ``World.reset()``;
+* inside Kit's event loop (the extension window): ``await`` :meth:`load_async` / :meth:`reset_async`,
+  which call ``World.initialize_simulation_context_async()`` and ``World.reset_async()`` like
+  [IS] v5.1.0 source/extensions/isaacsim.examples.interactive/isaacsim/examples/interactive/base_sample/base_sample.py L44-53.
+  ``World.reset()`` and ``step(render=True)`` are documented as not for that workflow
+  ([IS] v5.1.0 source/extensions/isaacsim.core.api/python/impl/simulation_context/simulation_context.py L624-633, L672-680).
+
+Physics is stepped with ``World.step(render=False)`` only (a physics-only step, allowed in both
+workflows), always on Kit's main thread. Stage utilities come from ``isaacsim.core.experimental.utils.stage``,
+which exists in 5.1 and is not deprecated in 6.0 (``isaacsim.core.utils`` is).
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +40,34 @@ def require_kit() -> None:
             "the isaacsim backend runs inside Isaac Sim only: start it with Isaac Sim's python "
             "(./python.sh standalone/run_sim.py CONFIG --backend isaacsim) or use --backend newton"
         ) from None
+
+
+def require_main_thread(what: str) -> None:
+    """Kit, USD edits and Replicator run on Kit's main thread only: fail with one line elsewhere."""
+    if threading.current_thread() is not threading.main_thread():
+        raise VlatwinError(
+            f"{what} called from thread {threading.current_thread().name!r}; Kit (physics, USD, Replicator) "
+            "must be driven from its main thread"
+        )
+
+
+def require_no_event_loop(what: str) -> None:
+    """Synchronous Kit calls (``World.reset``, ``app.update``, ``rep.orchestrator.step``) must not run inside
+    Kit's event loop (a coroutine of the extension): there the ``*_async`` variants are awaited."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise VlatwinError(f"{what} is synchronous but was called inside a running event loop; use its async variant")
+
+
+def stage_utils():
+    """``isaacsim.core.experimental.utils.stage`` (Isaac Sim 5.1 and 6.0; replaces the deprecated isaacsim.core.utils.stage)."""
+    import isaacsim.core.experimental.utils.stage as stage_utils
+
+    return stage_utils
 
 
 class SimBackendIsaac(SimBackend):
@@ -54,17 +97,41 @@ class SimBackendIsaac(SimBackend):
         self.world = None
 
     def load(self, stage_path: str | Path) -> SimModelInfo:
-        from isaacsim.core.api import World
-        from isaacsim.core.prims import Articulation, RigidPrim, SingleArticulation
-        from isaacsim.core.utils.stage import get_current_stage, open_stage
-        from pxr import UsdPhysics
-
+        """Open the stage and set up PhysX (standalone workflow: no event loop may be running)."""
+        require_main_thread("SimBackendIsaac.load")
+        require_no_event_loop("SimBackendIsaac.load")
         stage_path = Path(stage_path)
+        self._check_file(stage_path)
+        ok, _ = stage_utils().open_stage(str(stage_path))
+        self._build(stage_path, ok)
+        self.world.reset()
+        return self._after_first_reset()
+
+    async def load_async(self, stage_path: str | Path) -> SimModelInfo:
+        """:meth:`load` inside Kit's event loop (the extension window)."""
+        require_main_thread("SimBackendIsaac.load_async")
+        stage_path = Path(stage_path)
+        self._check_file(stage_path)
+        ok, _ = await stage_utils().open_stage_async(str(stage_path))
+        self._build(stage_path, ok)
+        # Without this a World made inside Kit's loop has no physics context (step() -> AttributeError).
+        await self.world.initialize_simulation_context_async()
+        await self.world.reset_async()
+        return self._after_first_reset()
+
+    @staticmethod
+    def _check_file(stage_path: Path) -> None:
         if not stage_path.is_file():
             raise StageError(f"{stage_path}: USD file not found")
-        if not open_stage(str(stage_path)):
+
+    def _build(self, stage_path: Path, opened: bool) -> None:
+        from isaacsim.core.api import World
+        from isaacsim.core.prims import Articulation, RigidPrim, SingleArticulation
+        from pxr import UsdPhysics
+
+        if not opened:
             raise StageError(f"{stage_path}: Isaac Sim could not open the stage")
-        stage = get_current_stage()
+        stage = stage_utils().get_current_stage()
         _import_external_robots(stage)
         from vlatwin.sim.newton import _authored_dt
 
@@ -80,15 +147,17 @@ class SimBackendIsaac(SimBackend):
         self.view = Articulation(roots[0], name="vlatwin_robot_view")
         self.world.scene.add(self.view)
         self.bodies = RigidPrim(bodies, name="vlatwin_bodies")
-        self.world.scene.add(self.bodies)  # views get their physics handles on world.reset()
-        self.world.reset()
+        self.world.scene.add(self.bodies)  # views get their physics handles on the first reset
+        self._stage_path, self._roots, self._bodies, self._dt = stage_path, roots, bodies, dt
+
+    def _after_first_reset(self) -> SimModelInfo:
+        roots, bodies, dt = self._roots, self._bodies, self._dt
         # dof_properties: PhysX joint properties (structured array; limits in rad / m).
         props = self.robot.dof_properties
         lower, upper = props["lower"], props["upper"]
         joint_paths = tuple(f"{roots[0]}/joints/{n}" for n in self.robot.dof_names)
-        self._dt = dt
         self._info = SimModelInfo(
-            stage_path=str(stage_path),
+            stage_path=str(self._stage_path),
             physics_dt=dt,
             joint_names=joint_paths,
             joint_lower=np.asarray(lower, dtype=np.float64),
@@ -102,7 +171,18 @@ class SimBackendIsaac(SimBackend):
         return self._info
 
     def reset(self, *, seed: int | None = None) -> SimState:
+        require_main_thread("SimBackendIsaac.reset")
+        require_no_event_loop("SimBackendIsaac.reset")
         self.world.reset()
+        return self._after_reset(seed)
+
+    async def reset_async(self, *, seed: int | None = None) -> SimState:
+        """:meth:`reset` inside Kit's event loop."""
+        require_main_thread("SimBackendIsaac.reset_async")
+        await self.world.reset_async()
+        return self._after_reset(seed)
+
+    def _after_reset(self, seed: int | None) -> SimState:
         q = self._initial_q.copy()
         if seed is not None and self._reset_joint_noise > 0.0:
             # Same draw as the Newton backend: one uniform number per commanded joint from the seed.
@@ -149,8 +229,9 @@ class SimBackendIsaac(SimBackend):
     def advance(self, num_steps: int = 1) -> None:
         if int(num_steps) != num_steps or num_steps < 1:
             raise VlatwinError(f"advance: num_steps must be a whole number >= 1, got {num_steps}")
+        require_main_thread("SimBackendIsaac.advance")
         for _ in range(num_steps):
-            self.world.step(render=False)
+            self.world.step(render=False)  # physics only: renders happen where a sensor asks for one
         self._steps += num_steps
 
     def get_state(self) -> SimState:

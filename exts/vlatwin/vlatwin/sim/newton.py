@@ -146,10 +146,6 @@ class SimBackendNewton(SimBackend):
                 "%d joint positions start outside their limits (%s: %.4g not in [%.4g, %.4g] ...); they start at the "
                 "nearest limit", len(clamped), label, q, lo, hi,
             )
-        if armature := newton_assets.armature_joints(self.model):
-            logger.warning(
-                "%d joints author armature (%s ...), which %s ignores", len(armature), armature[0], self._solver_name
-            )
         self.state = self.model.state()
         self._next_state = self.model.state()
         self.control = self.model.control()
@@ -191,6 +187,11 @@ class SimBackendNewton(SimBackend):
         )
 
         self._setup_joint_io()
+        armature = [j for j in newton_assets.armature_joints(self.model) if j not in self._armature_applied]
+        if armature:
+            logger.warning(
+                "%d joints author armature (%s ...), which %s ignores", len(armature), armature[0], self._solver_name
+            )
         # Initial state: joint coordinates from the stage (incl. state:*:physics:position), bodies by FK.
         newton.eval_fk(self.model, self.model.joint_q, self.model.joint_qd, self.state)
         self._initial = {
@@ -346,6 +347,52 @@ class SimBackendNewton(SimBackend):
         kind = "body_parent_f"
         if self._measure_efforts and kind in getattr(self._solver, "SUPPORTED_OBSERVABLES", ()):
             self._observables = self._solver.observables({kind})
+        self._apply_authored_joint_dynamics()
+
+    def _apply_authored_joint_dynamics(self) -> None:
+        """Start from the passive damping, Coulomb friction and armature the stage authors on the commanded joints.
+
+        Newton's importer puts them (per radian) into ``Model.joint_damping`` / ``joint_friction`` /
+        ``joint_armature`` (from ``newton:damping``, ``newton:friction``, ``physxJoint:armature``; see
+        ``vlatwin.usd.robot.author_dynamics``). XPBD and VBD read none of those arrays, so they are applied
+        through :meth:`set_params` like fitted values (armature first, so the friction band of
+        ``_set_passive`` sees the final inertia) and nothing counts twice. Armature is applied only where
+        the joint's articulation is welded to the world: on a floating base the child-inertia stand-in also
+        resists the whole robot turning (see ``newton_assets.armature_joints``), so there it stays ignored.
+        All zero (nothing authored): nothing is written, the model is untouched.
+        """
+        model, newton = self.model, self._newton
+        labels = [model.joint_label[j] for j in self._cmd_joints]
+        values = {}
+        for name in ("damping", "friction", "armature"):
+            array = getattr(model, f"joint_{name}", None)
+            value = np.zeros(len(labels)) if array is None else array.numpy()[self._cmd_qd_idx].astype(np.float64)
+            bad = np.flatnonzero(~np.isfinite(value) | (value < 0))
+            if len(bad):
+                raise StageError(
+                    f"{self._info.stage_path}: {labels[bad[0]]}: authored joint {name} must be finite and >= 0, "
+                    f"got {value[bad[0]]:g}"
+                )
+            values[name] = value
+        fixed = newton_assets.immovable_bodies(model, newton)
+        parent, child = model.joint_parent.numpy(), model.joint_child.numpy()
+        joint_of_child = {int(c): j for j, c in enumerate(child)}
+        for i, j in enumerate(self._cmd_joints):
+            body = int(parent[j])
+            welded = body == -1  # jointed straight to the world
+            for _ in range(model.joint_count + 1):  # walk up to the base (the tree has no loops)
+                welded = welded or body in fixed
+                if welded or body == -1 or body not in joint_of_child:
+                    break
+                body = int(parent[joint_of_child[body]])
+            if not welded:
+                values["armature"][i] = 0.0
+        self._armature_applied = {labels[i] for i in np.flatnonzero(values["armature"] > 0)}
+        if np.any(values["armature"] > 0):
+            self.set_params(SimParams(joint_armature=values["armature"]))
+        passive = {f"joint_{k}": v for k, v in values.items() if k != "armature" and np.any(v > 0)}
+        if passive:
+            self.set_params(SimParams(**passive))
 
     # ------------------------------------------------------------ stepping
     def reset(self, *, seed: int | None = None) -> SimState:
@@ -648,21 +695,9 @@ class SimBackendNewton(SimBackend):
             self._write_efforts()
 
     def _write_inertia(self) -> None:
-        mass = self._mass0.copy()
-        inertia = self._inertia0.copy()
-        for i, body in enumerate(self._cmd_child):
-            if self._armature[i] <= 0:
-                continue
-            if self._cmd_revolute[i]:
-                axis = self._cmd_axis_b[i]
-                inertia[body] += self._armature[i] * np.outer(axis, axis)
-            else:
-                mass[body] += self._armature[i]
-        inv_mass = np.where(mass > 0, 1.0 / np.where(mass > 0, mass, 1.0), 0.0)
-        inv_inertia = np.zeros_like(inertia)
-        for i in range(len(inertia)):
-            if mass[i] > 0 and abs(np.linalg.det(inertia[i])) > 1e-30:
-                inv_inertia[i] = np.linalg.inv(inertia[i])
+        mass, inertia, inv_mass, inv_inertia = with_armature(
+            self._mass0, self._inertia0, self._armature, self._cmd_child, self._cmd_revolute, self._cmd_axis_b
+        )
         model = self.model
         model.body_mass.assign(mass.astype(np.float32))
         model.body_inv_mass.assign(inv_mass.astype(np.float32))
@@ -764,6 +799,27 @@ class SimBackendNewton(SimBackend):
         self._info = None
 
 
+
+
+def with_armature(mass0, inertia0, armature, child, revolute, axis_b):
+    """Body (mass, inertia, inverse mass, inverse inertia) with each joint's armature added to its child body:
+    about the joint axis for a revolute joint (``axis_b``: the axis in the child's frame), as mass for a
+    prismatic one. XPBD has no joint armature, so this is how the backend (and the tape rollout) applies it."""
+    mass = np.array(mass0, dtype=np.float64)
+    inertia = np.array(inertia0, dtype=np.float64)
+    for i, body in enumerate(child):
+        if armature[i] <= 0:
+            continue
+        if revolute[i]:
+            inertia[body] += armature[i] * np.outer(axis_b[i], axis_b[i])
+        else:
+            mass[body] += armature[i]
+    inv_mass = np.where(mass > 0, 1.0 / np.where(mass > 0, mass, 1.0), 0.0)
+    inv_inertia = np.zeros_like(inertia)
+    for b in range(len(inertia)):
+        if mass[b] > 0 and abs(np.linalg.det(inertia[b])) > 1e-30:
+            inv_inertia[b] = np.linalg.inv(inertia[b])
+    return mass, inertia, inv_mass, inv_inertia
 
 def _quat_xyzw_to_matrices(q: np.ndarray) -> np.ndarray:
     """(N, 4) quaternions in Newton's (x, y, z, w) order to (N, 3, 3) rotation matrices."""

@@ -42,8 +42,10 @@ TOPICS: dict[str, dict[str, Any]] = {
         "host_time": "number",
         "joint_q": "number[]",
         "joint_qd": "number[]",
+        "joint_q_desired": "number[]",
         "status": {
             "estop": "boolean",
+            "target_time": "number",
             "mode": "string",
             "last_command_seq": "integer",
             "command_success_rate": "number",

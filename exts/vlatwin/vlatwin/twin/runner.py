@@ -71,7 +71,8 @@ class TwinSettings:
     process_q_std: float = 1e-2
     """Kalman: how fast the twin's prediction drifts from the robot [rad/sqrt(s)] (parameter mismatch)."""
     log_truth: bool = False
-    """Log the emulated robot's hidden true state at every control step (``/truth``; tests and benchmarks)."""
+    """Log the emulated robot's hidden true state at every control step (``/truth``) and its hidden parameters
+    (``/truth/params``, once); for tests and benchmarks."""
 
 
 @dataclass
@@ -277,6 +278,13 @@ class TwinRunner:
             self._record_twin(self._t0, state)
             for _ in range(4):  # a first clock estimate before moving
                 self._clock_sync()
+            truth = getattr(self.robot, "truth", None) if s.log_truth else None
+            if truth is not None:
+                # The emulated robot's hidden parameters, for tests and benchmarks that check an identification.
+                params = truth().params
+                self.log.log("/truth/params", self._t0, {
+                    f: getattr(params, f) for f in params.FIELDS if getattr(params, f) is not None
+                } | {"joint_names": list(self.robot.joint_names)})
             self._obs = obs
             self._tracker = self.task.tracker()
         except BaseException:
@@ -433,6 +441,11 @@ class TwinRunner:
 
     def _sync_from_robot(self, now: float) -> None:
         obs = self.robot.get_observation()
+        # The whole state stream goes into the run log (system identification wants every sample); the sync
+        # below uses the newest state only.
+        poll = getattr(self.robot, "poll_observations", None)
+        for item in poll() if poll is not None else ():
+            self._log_robot_state(item)
         sim = self.started
         twin = sim.get_state()
         q_twin, qd_twin = np.asarray(twin.joint_q, float), np.asarray(twin.joint_qd, float)
@@ -454,10 +467,8 @@ class TwinRunner:
         self.state_watchdog.feed(now)
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
         q_meas, qd_meas = self._from_robot(obs.joint_q), self._from_robot(obs.joint_qd)
-        self.log.log("/robot/state", obs.host_time, {
-            "seq": obs.seq, "robot_time": obs.robot_time, "host_time": obs.host_time, "t_meas": t_meas,
-            "joint_q": q_meas, "joint_qd": qd_meas, "status": obs.status,
-        })
+        if poll is None:
+            self._log_robot_state(obs)
         then = self.twin_history.twin_at(t_meas)
         q_twin_then = None if then is None else then[0]
         if q_twin_then is not None:
@@ -484,6 +495,14 @@ class TwinRunner:
             self._motion_offset = self._motion_offset + (self.kalman.q - q_twin)
             self._motion_offset_qd = self._motion_offset_qd + (self.kalman.qd - qd_twin)
             self._resyncs += 1
+
+    def _log_robot_state(self, obs) -> None:
+        t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
+        self.log.log("/robot/state", obs.host_time, {
+            "seq": obs.seq, "robot_time": obs.robot_time, "host_time": obs.host_time, "t_meas": t_meas,
+            "joint_q": self._from_robot(obs.joint_q), "joint_qd": self._from_robot(obs.joint_qd), "status": obs.status,
+            **({} if obs.joint_q_desired is None else {"joint_q_desired": self._from_robot(obs.joint_q_desired)}),
+        })
 
     def _mirror_robot_mode(self, obs, now: float) -> None:
         """A stopped robot (e-stop, latched on either side) holds where it is: the twin's drives then hold the

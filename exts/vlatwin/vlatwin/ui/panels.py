@@ -25,7 +25,7 @@ class ScenePanel:
             with ui.HStack(height=22):
                 ui.Label("Config", width=90)
                 self.config_field = ui.StringField()
-                self.config_field.model.set_value(self.state.get("config", "configs/tabletop.yaml"))
+                self.config_field.model.set_value(self.state.get("config", ""))
             with ui.HStack(height=22):
                 ui.Label("Stage out", width=90)
                 self.out_field = ui.StringField()
@@ -109,29 +109,43 @@ class DatasetPanel:
         self._cancel = True
 
     async def _run(self) -> None:
-        """Render frame by frame on Kit's main thread, yielding to the app between frames."""
+        """Render frame by frame inside Kit's event loop with the async Kit calls, yielding between frames."""
         from vlatwin.errors import VlatwinError
-        from vlatwin.sdg.pipeline import DatasetRun
 
-        config = self.state.get("config", "configs/tabletop.yaml")
         out = Path(self.out_field.model.get_value_as_string())
         total = self.frames_field.model.get_value_as_int()
-        app = omni.kit.app.get_app()
         try:
-            job = DatasetRun(config, out, frames=total, resume=out.exists(), backend="isaacsim")
-            done = job.frames_skipped
-            while not self._cancel and job.step() is not None:
-                done += 1
-                self.progress.model.set_value(done / total)
-                self.status.text = f"{done} / {total} frames in {out}"
-                await app.next_update_async()
-            job.finalize()
+            done = await run_dataset_job(self.state, out, total, self._progress, lambda: self._cancel)
         except VlatwinError as exc:
             self.status.text = f"error: {exc}"
             return
         self.status.text = (
             f"cancelled at {done} / {total} frames (Generate again continues the run)" if self._cancel else f"done: {total} frames in {out}"
         )
+
+    def _progress(self, done: int, total: int, out) -> None:
+        self.progress.model.set_value(done / total)
+        self.status.text = f"{done} / {total} frames in {out}"
+
+
+async def run_dataset_job(state: dict, out: Path, total: int, progress, cancelled) -> int:
+    """The window's dataset job, all Kit work awaited on Kit's loop: ``DatasetRun.create_async``
+    (``World.initialize_simulation_context_async`` + ``reset_async``), ``step_async`` per frame
+    (``rep.orchestrator.step_async``), ``finalize_async`` (``wait_until_complete_async``). Returns frames done."""
+    from vlatwin.sdg.pipeline import DatasetRun
+
+    app = omni.kit.app.get_app()
+    kit_settings = {k: state[k] for k in ("rt_subframes", "warmup_updates") if k in state}
+    job = await DatasetRun.create_async(state.get("config", ""), out, frames=total, resume=out.exists(), kit_settings=kit_settings)
+    done = job.frames_skipped
+    try:
+        while not cancelled() and await job.step_async() is not None:
+            done += 1
+            progress(done, total, out)
+            await app.next_update_async()
+    finally:
+        await job.finalize_async()
+    return done
 
 
 PANELS = (ScenePanel, CameraPanel, DatasetPanel, TwinPanel)

@@ -8,9 +8,10 @@ from vlatwin.ui.panels import PANELS
 
 
 class VlatwinWindow(ui.Window):
-    def __init__(self, title: str):
+    def __init__(self, title: str, settings: dict | None = None):
         super().__init__(title, width=420, height=520, visible=False, dockPreference=ui.DockPreference.LEFT_BOTTOM)
-        self._state: dict = {}
+        # Shared by the panels: "config" (resolved against the extension folder), "rt_subframes", "warmup_updates".
+        self._state: dict = dict(settings or {})
         self._panels = [panel(self._state) for panel in PANELS]
         self.frame.set_build_fn(self._build)
 

@@ -245,3 +245,132 @@ def placeholder_robot(
     for name, value in (("driveStiffness", drive_stiffness), ("driveDamping", drive_damping)):
         if value is not None:
             prim.GetPrim().CreateAttribute(f"vlatwin:{name}", Sdf.ValueTypeNames.Double, custom=True).Set(float(value))
+
+
+# Attribute names for the identified joint dynamics. Each is read by Isaac Sim (PhysX schema) and/or by Newton's
+# USD importer with the schema resolvers vlatwin loads with (SchemaResolverNewton, then SchemaResolverPhysx):
+#   physxJoint:armature            PhysxJointAPI; Newton: newton/_src/usd/schemas.py, SchemaResolverPhysx JOINT "armature"
+#                                  [kg*m^2 | kg], no degree conversion in either.
+#   physxJointAxis:<axis>:*        PhysxJointAxisAPI (Isaac Sim 5 / PhysX 5.6, per axis "angular" | "linear"; it takes
+#                                  precedence over PhysxJointAPI for its axis). Newton does not read it.
+#     armature                     [kg*m^2 | kg]
+#     staticFrictionEffort,        Coulomb friction torque [N*m] / force [N] (the friction here has no separate
+#     dynamicFrictionEffort        stiction, so both get the same value)
+#     viscousFrictionCoefficient   passive viscous damping, angular stored PER DEGREE [N*m*s/deg]: PhysX's USD parser
+#                                  multiplies it by 180/pi (ovphysx PhysxJointAxisAPI population notes)
+#   newton:friction                SchemaResolverNewton JOINT "friction" (newton/_src/usd/schemas.py) [N*m | N], as is
+#   newton:damping                 SchemaResolverNewton JOINT "damping" (newton/_src/usd/schemas.py), angular PER
+#                                  DEGREE: newton/_src/usd/_resolution_policy.py resolve_joint_damping divides by pi/180
+# Not used: physxJoint:jointFriction is PhysX's unitless friction *coefficient* (resisting torque <= coefficient x the
+# transmitted wrench), not a Coulomb torque; Newton's PhysX resolver does not read it either.
+DYNAMICS_JOINT_FIELDS = ("drive_stiffness", "drive_damping", "damping", "friction", "armature")
+
+
+def author_dynamics(stage, robot_path: str, dynamics, *, field: str = "dynamics", error=None) -> None:
+    """Author identified joint / link parameters on the robot under ``robot_path`` (found by short name).
+
+    Args:
+        dynamics: a :class:`vlatwin.config.scene_cfg.DynamicsCfg` (or a mapping of that shape): joint values per
+            radian | metre, link masses [kg].
+        field: config field named in errors.
+        error: exception class for unknown names (default :class:`vlatwin.errors.VlatwinError`).
+
+    Conversions (revolute): drive gains and passive damping are authored per degree (value * pi/180), friction
+    and armature as given. Prismatic: everything as given. A link's mass goes on its MassAPI; an authored
+    ``physics:diagonalInertia`` is scaled by new mass / old mass (the same density).
+    """
+    from pxr import Gf, Sdf, Usd, UsdPhysics
+
+    from vlatwin.config.scene_cfg import DynamicsCfg
+    from vlatwin.errors import VlatwinError
+
+    error = error or VlatwinError
+    if not isinstance(dynamics, DynamicsCfg):
+        dynamics = DynamicsCfg.model_validate(dynamics or {})
+    if not dynamics.joints and not dynamics.links:
+        return
+    root = stage.GetPrimAtPath(robot_path)
+    if not root or not root.IsValid():
+        raise error(f"{field}: no robot prim at {robot_path}")
+    joints: dict[str, list] = {}
+    links: dict[str, list] = {}
+    for prim in Usd.PrimRange(root):
+        if prim.IsA(UsdPhysics.RevoluteJoint) or prim.IsA(UsdPhysics.PrismaticJoint):
+            joints.setdefault(prim.GetName(), []).append(prim)
+        if prim.HasAPI(UsdPhysics.RigidBodyAPI):
+            links.setdefault(prim.GetName(), []).append(prim)
+
+    def lookup(kind: str, table: dict, name: str):
+        found = table.get(name, [])
+        if len(found) != 1:
+            problem = f"unknown {kind[:-1]} {name!r}" if not found else f"{kind[:-1]} name {name!r} is ambiguous"
+            raise error(f"{field}.{kind}: {problem}; available: {', '.join(sorted(table)) or 'none'}")
+        return found[0]
+
+    # Resolve every name first so an error leaves the stage unchanged.
+    joint_prims = {name: lookup("joints", joints, name) for name in dynamics.joints}
+    link_prims = {name: lookup("links", links, name) for name in dynamics.links}
+
+    def set_float(prim, name: str, value: float) -> None:
+        attr = prim.GetAttribute(name)
+        if not attr:
+            attr = prim.CreateAttribute(name, Sdf.ValueTypeNames.Float, custom=True)
+        attr.Set(round_authored(value))
+
+    for name, values in dynamics.joints.items():
+        prim = joint_prims[name]
+        angular = prim.IsA(UsdPhysics.RevoluteJoint)
+        per_rad_to_usd = 1.0 / DEG_PER_RAD if angular else 1.0  # [x/rad] -> [x/deg]
+        axis = "angular" if angular else "linear"
+        if values.drive_stiffness is not None or values.drive_damping is not None:
+            drive = UsdPhysics.DriveAPI.Apply(prim, axis)
+            if values.drive_stiffness is not None:
+                drive.CreateStiffnessAttr().Set(round_authored(values.drive_stiffness * per_rad_to_usd))
+            if values.drive_damping is not None:
+                drive.CreateDampingAttr().Set(round_authored(values.drive_damping * per_rad_to_usd))
+        if values.damping is None and values.friction is None and values.armature is None:
+            continue
+        prim.AddAppliedSchema("PhysxJointAPI")
+        prim.AddAppliedSchema(f"PhysxJointAxisAPI:{axis}")
+        prefix = f"physxJointAxis:{axis}:"
+        armature = values.armature
+        if armature is None:  # the per-axis API now applied would shadow an armature authored the older way
+            old = prim.GetAttribute("physxJoint:armature")
+            armature = old.Get() if old and old.HasAuthoredValue() else None
+        if armature is not None:
+            set_float(prim, "physxJoint:armature", armature)
+            set_float(prim, prefix + "armature", armature)
+            if _authored(prim, "newton:armature"):  # Newton's resolver reads it before physxJoint:armature
+                set_float(prim, "newton:armature", armature)
+        velocity = prim.GetAttribute("physxJoint:maxJointVelocity")
+        if _authored(prim, "physxJoint:maxJointVelocity") and not _authored(prim, prefix + "maxJointVelocity"):
+            set_float(prim, prefix + "maxJointVelocity", float(velocity.Get()))
+        if values.damping is not None:
+            set_float(prim, "newton:damping", values.damping * per_rad_to_usd)
+            set_float(prim, prefix + "viscousFrictionCoefficient", values.damping * per_rad_to_usd)
+        if values.friction is not None:
+            set_float(prim, "newton:friction", values.friction)
+            set_float(prim, prefix + "staticFrictionEffort", values.friction)
+            set_float(prim, prefix + "dynamicFrictionEffort", values.friction)
+
+    for name, values in dynamics.links.items():
+        if values.mass is None:
+            continue
+        mass_api = UsdPhysics.MassAPI.Apply(link_prims[name])
+        old = mass_api.GetMassAttr().Get() if mass_api.GetMassAttr().HasAuthoredValue() else None
+        inertia_attr = mass_api.GetDiagonalInertiaAttr()
+        inertia = inertia_attr.Get() if inertia_attr.HasAuthoredValue() else None
+        if inertia is not None and any(v > 0 for v in inertia):
+            if not old or old <= 0:
+                raise error(
+                    f"{field}.links.{name}: the link authors physics:diagonalInertia but no mass to scale it from; "
+                    "author its mass first"
+                )
+            factor = values.mass / float(old)
+            inertia_attr.Set(Gf.Vec3f(*round_authored([v * factor for v in inertia])))
+        mass_api.CreateMassAttr().Set(round_authored(values.mass))
+
+
+def _authored(prim, name: str) -> bool:
+    attr = prim.GetAttribute(name)
+    return bool(attr) and attr.HasAuthoredValue()

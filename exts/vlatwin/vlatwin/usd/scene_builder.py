@@ -14,7 +14,7 @@ from vlatwin.usd.lights_cameras import spawn_camera, spawn_lidar, spawn_light
 from vlatwin.usd.markers import author_markers
 from vlatwin.usd.materials import bind_material, define_material
 from vlatwin.usd.mesh_assets import reference_environment, relocated_root_layer, spawn_mesh_object
-from vlatwin.usd.robot import author_robot, placeholder_robot, reference_robot
+from vlatwin.usd.robot import author_dynamics, author_robot, placeholder_robot, reference_robot
 from vlatwin.usd.semantics import add_class_label
 from vlatwin.usd.shapes import read_obj_vertices, spawn_gprim
 from vlatwin.usd.stage import WORLD_PATH, new_stage, pxr, round_authored, set_local_pose
@@ -235,6 +235,14 @@ def _author_robot(stage, scene, asset_dir) -> None:
                 drive_stiffness=cfg.drive.stiffness,
                 drive_damping=cfg.drive.damping,
             )
+    if cfg.dynamics.joints or cfg.dynamics.links:
+        if cfg.source in ("urdf", "mjcf"):
+            raise ConfigError(
+                f"scene.robot.dynamics: not supported for source {cfg.source!r} (the robot is imported from the file "
+                "at load, so the stage has no joints to author on); convert the robot to USD"
+            )
+        # Identified parameters go over the robot's own (and over scene.robot.drive).
+        author_dynamics(stage, path, cfg.dynamics, field="scene.robot.dynamics", error=ConfigError)
     if cfg.label:
         add_class_label(stage.GetPrimAtPath(path), cfg.label)
 

@@ -7,9 +7,10 @@ so tools written for Isaac Sim datasets read vlatwin datasets unchanged.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
-from vlatwin import __version__
 from vlatwin.writers.base import DatasetWriter
 from vlatwin.writers.encoding import color_key, id_palette, json_bytes, npy_bytes, png_bytes
 
@@ -19,9 +20,12 @@ BASIC_WRITER_VERSION = "0.0.2"
 class WriterBasic(DatasetWriter):
     name = "basic"
 
+    def __init__(self, root, cameras, annotators, *, seed: int = 0, **kw):
+        super().__init__(root, cameras, annotators, **kw)
+        self.seed = int(seed)
+
     def start(self) -> dict[str, bytes]:
-        meta = {"WriterName": "BasicWriter", "version": BASIC_WRITER_VERSION, "generator": f"vlatwin {__version__}"}
-        return {"metadata.txt": json_bytes(meta)}
+        return {"metadata.txt": metadata_bytes(self.seed)}
 
     def encode_frame(self, frame: int, outputs_by_camera: dict[str, dict]) -> dict[str, bytes]:
         files: dict[str, bytes] = {}
@@ -71,6 +75,18 @@ class WriterBasic(DatasetWriter):
                 files[f"{prefix}pointcloud_semantic_{tag}.npy"] = npy_bytes(info["pointSemantic"])
                 files[f"{prefix}pointcloud_instance_{tag}.npy"] = npy_bytes(info["pointInstance"])
         return files
+
+
+def metadata_bytes(seed: int) -> bytes:
+    """``metadata.txt`` exactly as Replicator's BasicWriter 0.0.2 writes it: one line of JSON, no newline.
+
+    Isaac Sim 5.1's golden file holds ``{"name": "BasicWriter", "version": "0.0.2", "replicator_global_seed:": 11}``
+    (the key does end in a colon): [IS] v5.1.0
+    source/standalone_examples/benchmarks/validation/golden_data/benchmark_sdg/metadata.txt L1. The seed
+    is the dataset's (vlatwin seeds Replicator's global generator with it on the isaacsim backend).
+    """
+    meta = {"name": "BasicWriter", "version": BASIC_WRITER_VERSION, "replicator_global_seed:": int(seed)}
+    return json.dumps(meta).encode("utf-8")
 
 
 def _present_ids(ids: np.ndarray) -> np.ndarray:

@@ -1,18 +1,37 @@
 """Isaac Sim RTX Lidar for a vlatwin profile, with per-point labels via the StableIdMap chain.
 
-Kit-only. Needs Isaac Sim started with ``--/rtx-transient/stableIds/enabled=true`` (the standalone
-scripts pass it) so ``objectId`` can be resolved to prim paths.
+Kit-only (imports inside the methods). Sources for each choice ([IS] = isaac-sim/IsaacSim at v5.1.0):
+
+* The sensor is created *under* the lidar's mount prim (``/World/Lidars/<name>``, which carries the
+  pose from the config) with an identity local pose: ``IsaacSensorCreateRtxLidar`` writes the given
+  translation/orientation as the new prim's local xform ops (source/extensions/isaacsim.sensors.rtx/python/impl/commands.py
+  L119-124), so passing the mount pose again applied it twice.
+* Render product 128 x 128, as ``LidarRtx`` makes (source/extensions/isaacsim.sensors.rtx/python/impl/lidar_rtx.py L142).
+* Points per rendered frame: the ``IsaacCreateRTXLidarScanBuffer`` node with ``enablePerFrameOutput``,
+  which is exactly how the ``IsaacExtractRTXSensorPointCloudNoAccumulator`` annotator is registered
+  (source/extensions/isaacsim.sensors.rtx/python/impl/extension.py L143-153), plus the per-point
+  fields vlatwin needs. The loop renders the frames through one scan time with ``delta_time`` = the
+  time since the previous render, and the frames' points are concatenated into the scan.
+* ``objectId`` is output only when ``omni:sensor:Core:auxOutputType`` >= EXTRA
+  (source/extensions/isaacsim.sensors.rtx/nodes/OgnIsaacCreateRTXLidarScanBuffer.cpp L270); FULL is used.
+* Stable ids must be on (``--/rtx-transient/stableIds/enabled=true``,
+  source/extensions/isaacsim.sensors.rtx/config/extension.toml L147): checked here, one-line error if off.
+* Config USDs load from the asset root (commands.py L120 ``get_assets_root_path() + config``), which
+  raises RuntimeError when it is unreachable (source/extensions/isaacsim.storage.native/isaacsim/storage/native/nucleus.py
+  L461-496): turned into a one-line error.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from vlatwin.errors import VlatwinError
 from vlatwin.sensors.base import Sensor
+from vlatwin.sim.isaac_convert import decode_stable_id_map, lidar_points_from_rtx, parse_object_ids, rtx_lidar_config
 
-from vlatwin.sim.isaac_convert import lidar_points_from_rtx, rtx_lidar_config
-
+#: IsaacCreateRTXLidarScanBuffer init params: per-frame output (the NoAccumulator annotator's setting) + fields.
 SCAN_BUFFER_OUTPUTS = {
+    "enablePerFrameOutput": True,
     "outputIntensity": True,
     "outputDistance": True,
     "outputObjectId": True,
@@ -21,74 +40,123 @@ SCAN_BUFFER_OUTPUTS = {
     "outputBeamId": True,
     "outputNormal": True,
 }
+#: objectId needs auxOutputType >= EXTRA (OgnIsaacCreateRTXLidarScanBuffer.cpp L270); the examples use FULL.
+AUX_OUTPUT_TYPE = "FULL"
+RENDER_PRODUCT_SIZE = (128, 128)
+STABLE_IDS_SETTING = "/rtx-transient/stableIds/enabled"
+#: Rendered frames per second of simulated time while a scan is captured.
+RENDER_HZ = 60.0
+
+
+def assets_root() -> str:
+    """Isaac Sim's asset root (where RTX Lidar config USDs live), or a one-line error saying it is unreachable."""
+    from isaacsim.storage.native import get_assets_root_path
+
+    try:
+        return get_assets_root_path()
+    except RuntimeError as exc:
+        raise VlatwinError(
+            f"Isaac Sim's asset server is unreachable ({exc}); RTX Lidar configs load from it: connect it or set "
+            "/persistent/isaac/asset_root/default to a local copy of the Isaac Sim assets"
+        ) from None
+
+
+def require_stable_ids() -> None:
+    import carb.settings
+
+    if not carb.settings.get_settings().get(STABLE_IDS_SETTING):
+        raise VlatwinError(
+            f"RTX Lidar labels need stable ids: start Isaac Sim with --{STABLE_IDS_SETTING}=true "
+            "(the vlatwin launcher and extension set it)"
+        )
+
+
+def mount_path(lidar_cfg) -> str:
+    return f"/World/Lidars/{lidar_cfg.name}"
 
 
 class LidarIsaac(Sensor):
-    """One RTX Lidar created from a vlatwin profile at the lidar prim's pose.
+    """One RTX Lidar created from a vlatwin profile under the lidar's mount prim.
 
-    As a :class:`~vlatwin.sensors.base.Sensor` it takes one sample at the end of a scan: RTX Lidar
-    accumulates its beams while the loop steps physics and renders through the scan time.
+    As a :class:`~vlatwin.sensors.base.Sensor` it samples once per rendered frame through one scan
+    time (offsets ``f, 2f, ..., scan``); before each sample the loop renders (``renderer.capture_once``),
+    and the sample keeps that frame's points. ``finish`` returns the concatenated scan.
     """
 
     kind = "lidar"
 
-    def __init__(self, lidar_cfg, labels):
+    def __init__(self, lidar_cfg, labels, renderer=None):
         import omni.kit.commands
         import omni.replicator.core as rep
         from pxr import Gf
 
-        from vlatwin.utils.transforms import matrix_to_quat_wxyz, rpy_deg_to_matrix
-
-        profile = lidar_cfg.resolved_profile
+        profile = lidar_cfg.isaac_resolved_profile
         config, variant = rtx_lidar_config(profile)
-        w, x, y, z = matrix_to_quat_wxyz(rpy_deg_to_matrix(lidar_cfg.rpy_deg))
+        require_stable_ids()
+        assets_root()
         _, self.prim = omni.kit.commands.execute(
             "IsaacSensorCreateRtxLidar",
-            path=f"/World/Lidars/{lidar_cfg.name}/rtx",
-            parent=None,
+            path="rtx",
+            parent=mount_path(lidar_cfg),
             config=config,
             variant=variant,
-            translation=Gf.Vec3d(*map(float, lidar_cfg.position)),
-            orientation=Gf.Quatd(float(w), float(x), float(y), float(z)),
-            **{"omni:sensor:Core:auxOutputType": "FULL"},
+            translation=Gf.Vec3d(0.0, 0.0, 0.0),  # the mount prim carries the pose
+            orientation=Gf.Quatd(1.0, 0.0, 0.0, 0.0),
+            **{"omni:sensor:Core:auxOutputType": AUX_OUTPUT_TYPE},
         )
+        if self.prim is None or not self.prim.IsValid():
+            raise VlatwinError(f"scene.lidars.{lidar_cfg.name}: Isaac Sim did not create the RTX Lidar ({config}, {variant})")
         self.labels = labels
+        self.renderer = renderer
         self.name = lidar_cfg.name
         self._profile = profile
-        self.product = rep.create.render_product(self.prim.GetPath(), (1, 1), name=f"{lidar_cfg.name}_rtx")
+        self.product = rep.create.render_product(self.prim.GetPath(), RENDER_PRODUCT_SIZE, name=f"{lidar_cfg.name}_rtx")
         self.scan_buffer = rep.AnnotatorRegistry.get_annotator("IsaacCreateRTXLidarScanBuffer")
         self.scan_buffer.initialize(**SCAN_BUFFER_OUTPUTS)
         self.scan_buffer.attach(self.product)
         self.stable_ids = rep.AnnotatorRegistry.get_annotator("StableIdMap")
         self.stable_ids.attach(self.product)
+        self.last_start_time = 0.0
+        self._frames: list[np.ndarray] = []
 
     def schedule(self, physics_dt: float, index: int = 0):
-        return (max(0, int(round(self._profile.scan_time / physics_dt))),)
+        scan_steps = max(1, int(round(self._profile.scan_time / physics_dt)))
+        frame_steps = max(1, int(round(1.0 / (RENDER_HZ * physics_dt))))
+        offsets = list(range(frame_steps, scan_steps, frame_steps)) + [scan_steps]
+        return tuple(offsets)
+
+    def duration_steps(self, physics_dt: float, index: int = 0) -> int:
+        return int(self.schedule(physics_dt, index)[-1])
 
     def begin(self, context) -> None:
         self.last_start_time = context.start_time
-        self._points = None
+        self._frames = []
 
     def sample(self, k: int) -> None:
-        self._points = self.points()
+        if self.renderer is not None:
+            self.renderer.capture_once()  # no-op when the loop already rendered this state
+        self._frames.append(self.points())
 
     def finish(self) -> np.ndarray:
-        return self._points
+        from vlatwin.sensors.lidar.sensor_model import POINT_DTYPE
+
+        frames = [f for f in self._frames if len(f)]
+        return np.concatenate(frames) if frames else np.zeros(0, dtype=POINT_DTYPE)
 
     def points(self) -> np.ndarray:
-        """The latest full scan as vlatwin :data:`POINT_DTYPE` points (sensor frame)."""
-        from isaacsim.sensors.rtx import LidarRtx
-
+        """The points of the latest rendered frame as vlatwin :data:`POINT_DTYPE` (sensor frame)."""
         data = self.scan_buffer.get_data()
-        id_map = LidarRtx.decode_stable_id_mapping(self.stable_ids.get_data().tobytes())
-        object_ids = LidarRtx.get_object_ids(data["objectId"])
-        paths = np.array([id_map.get(int(i), "") for i in object_ids])
-        scan = {
-            "data": data["data"],
-            "intensity": data["intensity"],
-            "timestamp": data["timestamp"],
-            "beamId": data["beamId"],
-        }
+        xyz = np.asarray(data.get("data", np.zeros((0, 3))), dtype=np.float32).reshape(-1, 3)
+        n = len(xyz)
+        id_map = decode_stable_id_map(self.stable_ids.get_data())
+        object_ids = parse_object_ids(np.asarray(data.get("objectId", np.zeros(0, np.uint8)))) if n else []
+        # A hit whose id has no map entry (procedural geometry, unexpanded submeshes: [IS] v6.0.1
+        # source/extensions/isaacsim.sensors.experimental.rtx/python/impl/utils.py L91-106) hit *something*: UNLABELLED.
+        paths = np.array([id_map.get(int(i), "<unknown>") for i in object_ids], dtype=object) if n else np.zeros(0, dtype=object)
+        if len(paths) != n:
+            raise VlatwinError(f"lidar {self.name}: {n} points but {len(paths)} object ids (is auxOutputType >= EXTRA?)")
+        scan = {"data": xyz, "intensity": data.get("intensity", np.zeros(n)), "timestamp": data.get("timestamp", np.zeros(n))}
+        scan["beamId"] = data.get("beamId", data.get("emitterId", np.zeros(n)))
         return lidar_points_from_rtx(scan, paths, self.labels)
 
     def close(self) -> None:

@@ -216,3 +216,22 @@ def resolve_profile(spec) -> LidarProfile:
             raise ValueError(f"unknown lidar profile {spec!r}; known: {', '.join(sorted(BUILTIN_PROFILES))}")
         return BUILTIN_PROFILES[spec]
     return LidarProfile.model_validate(spec)
+
+
+def isaac_supported_profiles() -> list[str]:
+    """Built-in profile names that have an Isaac Sim 5.1 RTX Lidar config (``isaac_config``)."""
+    return sorted(name for name, p in BUILTIN_PROFILES.items() if p.isaac_config)
+
+
+def require_isaac_profile(profile: LidarProfile, *, field: str = "isaac_profile") -> LidarProfile:
+    """``profile`` if Isaac Sim ships an RTX config for it, else a one-line ValueError naming the supported ones.
+
+    Isaac Sim 5.1's Ouster OS1 configs have 32 (REV6) and 128 (REV7/REV6) channels only, no 64
+    ([IS] v5.1.0 source/extensions/isaacsim.sensors.rtx/python/impl/supported_lidar_configs.py L48-63).
+    """
+    if profile.isaac_config is None:
+        raise ValueError(
+            f"{field}: lidar profile {profile.name!r} has no Isaac Sim RTX config; on the isaacsim backend use one of: "
+            f"{', '.join(isaac_supported_profiles())} (e.g. set isaac_profile: OS1-128-1024x10)"
+        )
+    return profile

@@ -1,0 +1,446 @@
+"""Fit the twin's parameters to a recording: theta = argmin sum ||q_measured - q_twin(theta)||^2.
+
+The twin replays the targets the robot applied, from the measured start state, and the residuals are the
+joint position errors at the measurement times (``sample_period_s`` apart) of the fitted part of the
+recording. ``scipy.optimize.least_squares`` (trust-region reflective, box bounds, optional robust loss)
+minimizes them with finite-difference Jacobians whose columns are rollouts spread over worker processes.
+Why not the Warp tape: Gauss-Newton needs the Jacobian of N residuals (thousands of samples x joints) by
+P parameters; reverse mode gives one row per backward pass, finite differences one column per rollout, and
+P << N (:mod:`vlatwin.sysid.gradients` has the tape gradients of the scalar cost, checked against finite
+differences, and ``benchmarks/sysid.py`` times both).
+
+Uncertainty: at the optimum, ``cov = s^2 (J^T J)^-1`` with ``s^2`` the residual variance, inflated by
+``(1 + rho) / (1 - rho)`` for the residuals' lag-1 autocorrelation ``rho`` (correlated residuals carry less
+information than their count says). Parameters the data cannot pin down — a near-null direction of ``J``
+(two parameters that act the same, e.g. passive damping and drive damping under position-only commands) or
+a 95 % interval wider than the parameter's own scale — are reported as not identifiable and held at their
+nominal value, and the rest is fitted again without them: nothing is silently fitted to noise.
+Prediction bands come from an ensemble of twins drawn from the parameter posterior plus the residual noise.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from vlatwin.errors import VlatwinError
+from vlatwin.sim.types import SimParams
+from vlatwin.sysid.data import Recording
+from vlatwin.sysid.params import HOLD_FIRST, ParameterSet, build_parameter_set
+from vlatwin.sysid.rollout import RolloutPool, make_windows
+
+__all__ = ["FitSettings", "ParamEstimate", "FitResult", "fit", "predict"]
+
+
+@dataclass
+class FitSettings:
+    groups: list[str]
+    """Parameter groups (:func:`vlatwin.sysid.params.parse_groups`)."""
+    joints: list[str] | None = None
+    """Joints whose parameters are fitted and whose errors count (names); None: the joints that moved."""
+    holdout: float = 0.25
+    """Share of the recording at its end kept out of the fit (held-out test) [0, 0.9]."""
+    sample_period_s: float = 0.01
+    """Residual sample spacing [s] (the robot's stream is denser; neighbouring samples add little)."""
+    loss: str = "linear"
+    """``linear`` (Gaussian noise) or a robust loss of least_squares (``soft_l1``, ``huber``, ``cauchy``)."""
+    max_evaluations: int = 40
+    """Cost evaluations per fit round (each Jacobian costs one rollout per parameter on top)."""
+    workers: int = 2
+    """Processes that run rollouts (each loads its own twin)."""
+    identifiable_rel_std: float = 0.25
+    """A parameter whose standard deviation exceeds this share of its scale is not identifiable."""
+    ensemble: int = 24
+    """Twins drawn from the posterior for the prediction bands."""
+    seed: int = 0
+    fd_step: float = 0.2
+    """Finite-difference step in the dimensionless parameter space (20 % of a gain or mass, 0.2 typical sizes of
+    a value parameter). Small steps measure XPBD's roughness instead of the parameter's effect; the cost is
+    smooth on this scale (a secant slope is what the trust region needs)."""
+    restarts: int = 3
+    """Fresh least-squares starts from the last optimum (each up to ``max_evaluations``)."""
+    smooth_s: float = 0.1
+    """Residuals compare joint positions averaged over this window [s] (0: raw samples): the twin's
+    position solver rings at about 0.1 mrad, faster than any parameter's effect, and the average removes
+    that ringing and the encoder noise alike."""
+
+
+@dataclass
+class ParamEstimate:
+    name: str
+    group: str
+    unit: str
+    nominal: float
+    value: float
+    std: float | None
+    identifiable: bool
+    note: str = ""
+
+    @property
+    def ci95(self) -> tuple[float, float] | None:
+        return None if self.std is None else (self.value - 1.96 * self.std, self.value + 1.96 * self.std)
+
+
+@dataclass
+class FitResult:
+    estimates: list[ParamEstimate]
+    params: SimParams
+    """Identified parameters (nominal where not fitted or not identifiable)."""
+    nominal: SimParams
+    sensor_delay_s: float
+    covariance: np.ndarray
+    """(P, P) covariance of the identifiable parameters, physical units, in :attr:`identified_names` order."""
+    identified_names: list[str]
+    converged: bool
+    message: str
+    cost_initial: float
+    cost_final: float
+    evaluations: int
+    rollouts: int
+    wall_s: float
+    residual_std: np.ndarray
+    """(J_fit,) per-joint residual standard deviation at the optimum [rad | m]."""
+    fit_joints: list[str]
+    autocorrelation: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def correlation(self) -> np.ndarray:
+        std = np.sqrt(np.clip(np.diag(self.covariance), 1e-300, None))
+        return self.covariance / np.outer(std, std)
+
+
+def _fit_mask(rec: Recording, holdout: float) -> tuple[np.ndarray, np.ndarray]:
+    if not 0.0 <= holdout <= 0.9:
+        raise VlatwinError(f"--holdout: must be in [0, 0.9], got {holdout}")
+    t_split = rec.t[0] + (1.0 - holdout) * rec.duration
+    fit = rec.t <= t_split
+    return fit, ~fit
+
+
+def _joint_selection(rec: Recording, joints: list[str] | None, sim_joint_names) -> np.ndarray:
+    """(J_sim,) bool: simulator joints whose parameters are fitted."""
+    from vlatwin.control.base import match_joint_names
+
+    order = np.asarray(match_joint_names(list(rec.joint_names), list(sim_joint_names)))
+    sel = np.zeros(len(sim_joint_names), dtype=bool)
+    if joints is None:
+        moving = rec.moving_joints()
+        if not moving.any():
+            raise VlatwinError(f"{rec.source}: no joint moved more than 0.02 rad; nothing to identify (run `vlatwin sysid excite`)")
+        sel[order[moving]] = True
+    else:
+        short = {p.rsplit("/", 1)[-1]: i for i, p in enumerate(sim_joint_names)}
+        for name in joints:
+            key = name.rsplit("/", 1)[-1]
+            if key not in short:
+                raise VlatwinError(f"--joints: unknown joint {name!r}; the twin has {', '.join(short)}")
+            sel[short[key]] = True
+    return sel
+
+
+class _Problem:
+    """Residuals and finite-difference Jacobians of one parameter set over the fitted windows."""
+
+    def __init__(self, pool: RolloutPool, pset: ParameterSet, rec: Recording, rows: np.ndarray, cols: np.ndarray, settings: FitSettings,
+                 sigma: np.ndarray | None = None):
+        self.pool, self.pset, self.settings = pool, pset, settings
+        self.cols = cols
+        self.sigma = np.ones(len(cols)) if sigma is None else np.asarray(sigma, float)
+        # Spacing of the samples actually used (a 20 Hz dataset is sparser than sample_period_s).
+        times = rec.t[rows]
+        self.spacing = max(settings.sample_period_s, float(np.median(np.diff(times))) if len(times) > 1 else 0.0)
+        self.width = max(1, int(round(settings.smooth_s / self.spacing))) if settings.smooth_s > 0 else 1
+        self.measured = self.smooth(rec.q[rows][:, cols])
+        self.evaluations = 0
+        self._cache: dict[bytes, np.ndarray] = {}
+
+    def smooth(self, q: np.ndarray) -> np.ndarray:
+        """Moving average over ``width`` samples, kept every ``width // 2`` samples (half-overlapping windows)."""
+        if self.width == 1:
+            return q
+        from scipy.ndimage import uniform_filter1d
+
+        return uniform_filter1d(q, self.width, axis=0, mode="nearest")[:: max(1, self.width // 2)]
+
+    def residuals_many(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        todo = [x for x in xs if x.tobytes() not in self._cache]
+        if todo:
+            preds = self.pool.simulate_many([self.pset.to_sim(x) for x in todo])
+            for x, pred in zip(todo, preds):
+                self._cache[x.tobytes()] = ((self.smooth(pred[:, self.cols]) - self.measured) / self.sigma).ravel()
+        out = [self._cache[x.tobytes()] for x in xs]
+        if len(self._cache) > 256:
+            self._cache.clear()
+        return out
+
+    def fun(self, x: np.ndarray) -> np.ndarray:
+        self.evaluations += 1
+        return self.residuals_many([np.asarray(x, float)])[0]
+
+    def jac(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, float)
+        lo, hi = self.pset.bounds
+        h = self.settings.fd_step * np.maximum(1.0, np.abs(x))
+        # Step inward at an upper bound.
+        h = np.where(x + h > hi, -h, h)
+        xs = [x.copy()]
+        for i in range(x.size):
+            xi = x.copy()
+            xi[i] += h[i]
+            xs.append(xi)
+        res = self.residuals_many(xs)
+        f0 = res[0]
+        return np.stack([(res[i + 1] - f0) / h[i] for i in range(x.size)], axis=1)
+
+
+def _residual_floor(pool: RolloutPool, rec: Recording, rows: np.ndarray, cols: np.ndarray, problem: _Problem) -> np.ndarray:
+    """Per-joint standard deviation [rad | m] of an averaged residual the twin cannot explain at any parameters.
+
+    Two parts: the encoder noise left after averaging (from second differences of the raw stream, where the
+    motion's share is acceleration * dt^2, i.e. nothing), and the twin's own sensitivity: XPBD's position solver
+    makes some joints (here the Panda's unloaded vertical ones) wander by ~0.1 mrad when a gain changes by
+    0.01 %, so two runs 1e-4 apart measure how much of a residual is chaos, not parameters. Residuals are
+    divided by it: joints where the twin is reproducible carry the fit, and the covariance is in units of it.
+    """
+    q = rec.q[:, cols]
+    d2 = q[2:] - 2 * q[1:-1] + q[:-2]
+    noise = np.median(np.abs(d2 - np.median(d2, axis=0)), axis=0) / 0.6745 / np.sqrt(6.0)
+    noise_avg = noise / np.sqrt(max(1, problem.width) * max(1.0, problem.spacing * _rate(rec)))
+    base = pool.description.nominal
+    nudged = base.copy()
+    nudged.drive_stiffness = base.drive_stiffness * (1.0 + 1e-4)
+    a, b = pool.simulate_many([(base, 0.0), (nudged, 0.0)])
+    chaos = np.sqrt(np.mean((problem.smooth(a[:, cols]) - problem.smooth(b[:, cols])) ** 2, axis=0))
+    return np.sqrt(noise_avg**2 + chaos**2 + 1e-14)
+
+
+def _rate(rec: Recording) -> float:
+    """Median state rate [Hz]."""
+    return 1.0 / float(np.median(np.diff(rec.t)))
+
+
+def _autocorrelation(residuals: np.ndarray) -> float:
+    """Mean lag-1 autocorrelation of the per-joint residual series ((S, J))."""
+    r = residuals - residuals.mean(axis=0)
+    num = (r[1:] * r[:-1]).sum(axis=0)
+    den = (r * r).sum(axis=0)
+    rho = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return float(np.clip(rho.mean(), 0.0, 0.95))
+
+
+def _covariance(J: np.ndarray, r: np.ndarray, dof: int, inflate: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(covariance in x-space, singular values, right singular vectors) from the Jacobian at the optimum."""
+    s2 = float(r @ r) / max(dof, 1) * inflate
+    _, sv, vt = np.linalg.svd(J, full_matrices=False)
+    tol = sv[0] * max(J.shape) * np.finfo(float).eps * 1e3 if sv.size else 0.0
+    inv = np.where(sv > tol, 1.0 / np.where(sv > tol, sv, 1.0) ** 2, np.inf)
+    cov = (vt.T * np.where(np.isfinite(inv), inv, 0.0)) @ vt * s2
+    return cov, sv, vt
+
+
+def _unidentifiable(pset: ParameterSet, x: np.ndarray, cov: np.ndarray, sv: np.ndarray, vt: np.ndarray, rel_std: float) -> dict[int, str]:
+    """Indices (into pset) of parameters the data cannot pin down, with the reason."""
+    out: dict[int, str] = {}
+    names = pset.names
+    # Near-null directions: each gives up the parameter that loads on it most (ties: the HOLD_FIRST order).
+    if sv.size and sv[0] > 0:
+        for k in np.flatnonzero(sv / sv[0] < 1e-4):
+            v = np.abs(vt[k])
+            cands = [i for i in np.flatnonzero(v > 0.5 * v.max()) if i not in out]
+            if not cands:
+                continue
+            cands.sort(key=lambda i: (HOLD_FIRST.index(pset.params[i].group), -v[i]))
+            i = cands[0]
+            partners = [names[j] for j in np.flatnonzero(v > 0.3 * v.max()) if j != i][:3]
+            out[i] = "acts like " + ", ".join(partners) if partners else "no effect on the measured joints"
+    std = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    for i, p in enumerate(pset.params):
+        if i in out:
+            continue
+        # Scale: 1 for a relative parameter; for a value parameter its typical size or its value, if larger.
+        scale = 1.0 if p.kind == "scale" else max(1.0, abs(float(x[i])))
+        if not np.isfinite(std[i]) or std[i] > rel_std * scale:
+            rel = std[i] / scale
+            out[i] = f"the data cannot pin it down (1-sigma {rel:.0%} of its scale)"
+    return out
+
+
+def fit(rec: Recording, settings: FitSettings, *, progress=None) -> tuple[FitResult, RolloutPool]:
+    """Identify ``settings.groups`` from ``rec``. Returns the result and the open rollout pool (close it)."""
+    from scipy.optimize import least_squares
+
+    started = time.perf_counter()
+    fit_mask, _ = _fit_mask(rec, settings.holdout)
+    if settings.sample_period_s <= 0:
+        raise VlatwinError(f"--sample-period: must be > 0 s, got {settings.sample_period_s}")
+    windows = make_windows(rec.t, rec.q, rec.qd, fit_mask, window_s=math.inf, sample_period_s=settings.sample_period_s)
+    if not windows:
+        raise VlatwinError(f"{rec.source}: too few samples to fit ({int(fit_mask.sum())} in the fitted part)")
+    pool = RolloutPool(rec.stage_path, rec.physics, rec.joint_names, windows, rec.target_t, rec.target_q, workers=settings.workers)
+    try:
+        result = _fit(rec, settings, pool, windows, started, least_squares, progress)
+    except BaseException:
+        pool.close()
+        raise
+    return result, pool
+
+
+def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitResult:
+    from vlatwin.control.base import match_joint_names
+
+    d = pool.description
+    if "sensor_delay" in settings.groups and rec.input_source == "robot":
+        pass  # still meaningful: the measurement may lag the state
+    sel = _joint_selection(rec, settings.joints, d.joint_names)
+    order = np.asarray(match_joint_names(list(rec.joint_names), list(d.joint_names)))
+    cols = np.array([k for k in range(len(rec.joint_names)) if sel[order[k]]])
+    # Bodies: robot links downstream of a fitted joint (and that move at all).
+    pset_all = build_parameter_set(
+        settings.groups, nominal=d.nominal, joint_names=list(d.joint_names), body_paths=list(d.body_paths),
+        prismatic=d.prismatic, fit_joints=sel, fit_bodies=d.robot_bodies,
+    )
+    rows = np.concatenate([w.rows for w in windows])
+    sigma = _residual_floor(pool, rec, rows, cols, _Problem(pool, pset_all, rec, rows, cols, settings))
+    held: dict[int, str] = {}
+    params = list(pset_all.params)
+    x_full = pset_all.x0.copy()
+    cost0 = None
+    evaluations = 0
+    message, converged = "", False
+    for round_ in range(4):
+        free = [i for i in range(len(params)) if i not in held]
+        if not free:
+            raise VlatwinError("sysid: no parameter is identifiable from this recording (excite the joints more)")
+        pset = ParameterSet([params[i] for i in free], _apply_held(pset_all, x_full, free))
+        problem = _Problem(pool, pset, rec, rows, cols, settings, sigma)
+        x0 = x_full[free].copy()
+        if round_ == 0:
+            # A parameter that starts on its bound (friction 0) leaves trf a near-zero first trust region: start
+            # half a typical size inside.
+            lo0 = pset.bounds[0]
+            x0 = np.where(x0 <= lo0 + 1e-9, lo0 + 0.5, x0)
+        f0 = problem.fun(x0)
+        if not np.isfinite(f0).all():
+            raise VlatwinError(f"{rec.source}: the twin with nominal parameters does not reproduce the recording (NaN)")
+        if cost0 is None:
+            cost0 = 0.5 * float(f0 @ f0)
+        lo, hi = pset.bounds
+        noise = max(float(np.std(f0)) * 0.1, 1e-6)
+        # Restarts: a trust region that shrank on the cost's small-scale roughness (XPBD) stalls far from the
+        # minimum; a fresh start from there often goes on. Converged = a restart no longer lowers the cost by 1 %.
+        x_start, converged, message, res = x0, False, "", None
+        for _ in range(settings.restarts + 1):
+            res = least_squares(
+                problem.fun, x_start, jac=problem.jac, bounds=(lo, hi), method="trf", loss=settings.loss,
+                f_scale=3 * noise if settings.loss != "linear" else 1.0, x_scale=1.0,
+                max_nfev=settings.max_evaluations, xtol=1e-6, ftol=1e-6, gtol=1e-8,
+            )
+            previous = 0.5 * float(problem.fun(x_start) @ problem.fun(x_start))
+            gain = (previous - res.cost) / max(previous, 1e-300)
+            x_start = res.x
+            message = res.message
+            if gain < 0.01 and res.status > 0:
+                converged = True
+                break
+        # The shifted start must not cost a fit that was already right: never end worse than where we began.
+        start_x = x_full[free]
+        start_r = problem.fun(start_x)
+        if 0.5 * float(start_r @ start_r) < res.cost:
+            res.x = start_x
+            res.cost = 0.5 * float(start_r @ start_r)
+        evaluations += problem.evaluations
+        x_full[free] = res.x
+        r = problem.fun(res.x)
+        resid = r.reshape(-1, len(cols))
+        rho = _autocorrelation(resid)
+        inflate = (1 + rho) / (1 - rho)
+        J = problem.jac(res.x)
+        cov, sv, vt = _covariance(J, r, r.size - len(free), inflate)
+        bad = _unidentifiable(pset, res.x, cov, sv, vt, settings.identifiable_rel_std)
+        if progress is not None:
+            progress(round_, pset, res, bad)
+        if not bad:
+            break
+        for i, reason in bad.items():
+            held[free[i]] = reason
+        x_full[[free[i] for i in bad]] = pset_all.x0[[free[i] for i in bad]]
+    else:
+        converged = False
+        message = "parameters kept turning out unidentifiable after 4 rounds"
+
+    free = [i for i in range(len(params)) if i not in held]
+    pset = ParameterSet([params[i] for i in free], _apply_held(pset_all, x_full, free))
+    identified, delay = pset_all.to_sim(x_full)
+    units = np.array([params[i].unit_per_x for i in free])
+    cov_phys = cov * np.outer(units, units)
+    std_phys = np.sqrt(np.clip(np.diag(cov_phys), 0.0, None))
+    estimates = []
+    for i, p in enumerate(params):
+        if i in held:
+            estimates.append(ParamEstimate(p.name, p.group, p.unit, p.nominal, p.nominal, None, False,
+                                           f"not identifiable: {held[i]}; held at nominal"))
+        else:
+            k = free.index(i)
+            note = ""
+            if abs(x_full[i] - p.lower) < 1e-6 or abs(x_full[i] - p.upper) < 1e-6:
+                note = "at its bound: the interval is not reliable"
+            estimates.append(ParamEstimate(p.name, p.group, p.unit, p.nominal, p.value(x_full[i]), float(std_phys[k]), True, note))
+    cost = 0.5 * float(r @ r)
+    return FitResult(
+        estimates=estimates, params=identified, nominal=d.nominal.copy(), sensor_delay_s=delay, covariance=cov_phys,
+        identified_names=[params[i].name for i in free], converged=converged, message=str(message),
+        cost_initial=float(cost0), cost_final=cost, evaluations=evaluations, rollouts=pool.rollouts,
+        wall_s=time.perf_counter() - started, residual_std=resid.std(axis=0) * sigma, fit_joints=[rec.joint_names[k] for k in cols],
+        autocorrelation=rho,
+        extra={"x": x_full, "free": free, "pset": pset_all, "sigma": sigma, "joints": [p for p, s in zip(d.joint_names, sel) if s]},
+    )
+
+
+def _apply_held(pset_all: ParameterSet, x_full: np.ndarray, free: list[int]) -> SimParams:
+    """Nominal parameters with every non-free parameter at its current (held) value."""
+    base, _ = pset_all.to_sim(np.where(np.isin(np.arange(len(x_full)), free), pset_all.x0, x_full))
+    return base
+
+
+def predict(pool: RolloutPool, rec: Recording, result: FitResult, *, ensemble: int = 0, seed: int = 0,
+            sample_period_s: float = 0.01, holdout: float = 0.25) -> dict:
+    """Nominal and identified twins (and an ensemble band) over the whole recording.
+
+    Returns ``rows`` (recording rows predicted), ``nominal``, ``identified`` ((S, J) recording joint order)
+    and, with ``ensemble > 0``, ``band_lo``/``band_hi``: the 95 % predictive band (ensemble spread plus the
+    fit's residual noise per joint).
+    """
+    windows = make_windows(rec.t, rec.q, rec.qd, np.ones(len(rec.t), bool), window_s=math.inf, sample_period_s=sample_period_s)
+    rows = np.concatenate([w.rows for w in windows])
+    jobs = [(result.nominal, 0.0), (result.params, result.sensor_delay_s)]
+    members = []
+    if ensemble > 0 and result.identified_names:
+        pset: ParameterSet = result.extra["pset"]
+        free = result.extra["free"]
+        x = result.extra["x"]
+        units = np.array([pset.params[i].unit_per_x for i in free])
+        cov_x = result.covariance / np.outer(units, units)
+        rng = np.random.default_rng(seed)
+        lo, hi = pset.bounds
+        draws = rng.multivariate_normal(x[free], cov_x, size=ensemble, method="eigh")
+        for draw in draws:
+            xm = x.copy()
+            xm[free] = np.clip(draw, lo[free], hi[free])
+            members.append(pset.to_sim(xm))
+    preds = pool.simulate_many(jobs + members, windows)
+    out = {"rows": rows, "nominal": preds[0], "identified": preds[1]}
+    if members:
+        stack = np.stack(preds[2:])
+        mean = stack.mean(axis=0)
+        var = stack.var(axis=0)
+        # Sample noise per joint: the identified twin's raw residual on the fitted part (encoder noise plus
+        # whatever the model misses at sample level), added to the ensemble's parameter spread.
+        fitted = rec.t[rows] <= rec.t[0] + (1.0 - holdout) * rec.duration
+        noise = (preds[1] - rec.q[rows])[fitted].std(axis=0)
+        half = 1.96 * np.sqrt(var + noise[None, :] ** 2)
+        out["band_lo"], out["band_hi"] = mean - half, mean + half
+    return out

@@ -1,0 +1,124 @@
+"""System identification end to end, as a user runs it: excite an emulated robot with hidden armature,
+fit it from the run log, write params.yaml and the identified stage, build the fidelity report.
+
+The emulated robot's hidden truth is in the log only because the test asks for it (``--log-truth``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIG = REPO / "configs" / "tasks" / "reach_ball.yaml"
+ROBOT = "emulated?armature_add=0.03&noise_q=0.0001&latency_ms=20&seed=3"
+
+
+def _cli(*args, cwd, ok=True):
+    proc = subprocess.run([sys.executable, "-m", "vlatwin.cli.main", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=900)
+    if ok:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc
+
+
+@pytest.fixture(scope="module")
+def excited(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sysid")
+    # 7 joints x 1.2 s one at a time, then joint 1 again: the last 16 % is held out.
+    _cli("sysid", "excite", CONFIG, "--robot", ROBOT, "--seconds", "10", "--sequential", "1.2", "--out", out / "excite",
+         "--log-truth", "--no-progress", cwd=out)
+    return out, out / "excite" / "run.mcap"
+
+
+def test_recording_holds_the_applied_targets(excited):
+    from vlatwin.sysid.data import load_recording
+
+    _, log = excited
+    rec = load_recording(log)
+    # The robot reported what it tracked (libfranka's q_d): exact input, whole state stream (500 Hz).
+    assert rec.input_source == "robot"
+    assert len(rec.t) > 0.9 * 500 * 10
+    assert rec.moving_joints()[:7].all() and not rec.moving_joints()[7:].any()
+    assert len(rec.target_t) >= 150  # about one target per 20 Hz control step
+
+
+def test_fit_identifies_armature_and_the_report_says_how_far_to_trust_it(excited):
+    from pxr import Usd
+
+    out, log = excited
+    params = out / "params.yaml"
+    stage_out = out / "identified.usda"
+    proc = _cli("sysid", "fit", log, "--params", "armature", "-o", params, "--holdout", "0.16", "--max-evaluations", "30",
+                "--stage-out", stage_out, "--no-progress", cwd=out)
+    doc = yaml.safe_load(params.read_text())
+    assert doc["converged"] and doc["format"] == "vlatwin-sysid/1"
+    est = {p["name"]: p for p in doc["parameters"]}
+    assert set(est) == {f"armature[panda_joint{i}]" for i in range(1, 8)}
+    # The hidden truth (in the log only because the test asked for it) is 0.03 kg*m^2 on every arm joint;
+    # nominal is 0. Identified within 10 % on most joints (within 2 % measured here; the Panda's joint 5
+    # is the one XPBD makes wander), and the held-out part (never fitted) is predicted far better.
+    from vlatwin.twin.runlog import read_runlog
+
+    truth = read_runlog(log).messages("/truth/params")[0][1]["joint_armature"]
+    moved = [p for p in est.values() if p["identifiable"]]
+    assert len(moved) >= 6
+    close = [p for i, p in enumerate(est.values()) if p["identifiable"] and abs(p["value"] - truth[i]) <= 0.1 * truth[i]]
+    assert len(close) >= 6, [(p["name"], p["value"]) for p in est.values()]
+    held = doc["heldout"]
+    assert held["samples"] > 100
+    assert held["rms_identified"] < held["rms_nominal"] / 5, proc.stdout
+    # Covariance is a real covariance: symmetric, positive diagonal, one row per identifiable parameter.
+    cov = np.asarray(doc["covariance"]["matrix"])
+    assert cov.shape == (len(moved), len(moved)) and np.allclose(cov, cov.T) and (np.diag(cov) > 0).all()
+    # Write-back: the stage carries the identified armature where PhysX and Newton read it.
+    stage = Usd.Stage.Open(str(stage_out))
+    joint = stage.GetPrimAtPath("/World/Robot/joints/panda_joint4")
+    assert joint.GetAttribute("physxJoint:armature").Get() == pytest.approx(est["armature[panda_joint4]"]["value"], rel=1e-4)
+
+    report = out / "fidelity.html"
+    proc = _cli("report", log, "--params", params, "-o", report, "--ensemble", "8", cwd=out)
+    html = report.read_text()
+    assert "<script" not in html and "armature[panda_joint4]" in html
+    assert "inside the 95 % band" in proc.stdout
+    coverage = float(proc.stdout.split("% of held-out samples")[0].rsplit(" ", 1)[-1])
+    assert 85.0 <= coverage <= 99.5, proc.stdout
+
+
+def test_bad_input_gets_one_line_errors(excited, tmp_path):
+    out, log = excited
+    proc = _cli("sysid", "fit", log, "--params", "armature,stiction", "-o", tmp_path / "p.yaml", cwd=out, ok=False)
+    assert proc.returncode != 0 and "unknown parameter 'stiction'" in proc.stderr and "Traceback" not in proc.stderr
+    not_mcap = tmp_path / "x.mcap"
+    not_mcap.write_bytes(b"not a log")
+    proc = _cli("sysid", "fit", not_mcap, "-o", tmp_path / "p.yaml", cwd=out, ok=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and str(not_mcap) in proc.stderr
+    proc = _cli("sysid", "fit", tmp_path / "missing.mcap", "-o", tmp_path / "p.yaml", cwd=out, ok=False)
+    assert "no such recording" in proc.stderr
+    # A fit cut short does not converge: it says so and writes nothing.
+    proc = _cli("sysid", "fit", log, "--params", "armature", "-o", tmp_path / "p.yaml", "--max-evaluations", "2",
+                "--workers", "1", "--no-progress", cwd=out, ok=False)
+    assert proc.returncode != 0 and "did not converge" in proc.stderr and not (tmp_path / "p.yaml").exists()
+
+
+def test_fit_reads_a_lerobot_dataset_episode(tmp_path):
+    """A LeRobotDataset v3 episode recorded on the nominal twin: its own parameters are the truth, so the fit
+    must stay at nominal (a fit that wanders off on 20 Hz frames is what this guards against)."""
+    out = tmp_path / "ds"
+    _cli("record", CONFIG, "--policy", "excite?amplitude=0.2&sequential=1.2", "--action-space", "joint_pos", "--episodes", "1",
+         "--keep-failed", "--out", out, cwd=tmp_path)
+    params = tmp_path / "p.yaml"
+    _cli("sysid", "fit", out, "--episode", "0", "--params", "armature,sensor_delay", "-o", params, "--holdout", "0.2",
+         "--max-evaluations", "15", "--no-progress", cwd=tmp_path)
+    doc = yaml.safe_load(params.read_text())
+    est = {p["name"]: p for p in doc["parameters"]}
+    assert "sensor_delay" in est and any(n.startswith("armature[") for n in est)
+    assert all(abs(p["value"]) < 0.002 for n, p in est.items() if n.startswith("armature["))
+    assert abs(est["sensor_delay"]["value"]) < 0.005
+    assert doc["heldout"]["rms_identified"] <= 1.05 * doc["heldout"]["rms_nominal"] + 1e-6
