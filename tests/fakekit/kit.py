@@ -3,6 +3,12 @@ and whether an event loop was running, so the Isaac code paths run in CI without
 
 Only what vlatwin touches is faked. Each fake records ``Call(name, args, kwargs, main_thread, in_loop)``;
 tests assert on those (Kit's rules: main thread only; no synchronous update/reset/step inside the loop).
+
+``Kit(api="5.1")`` fakes Isaac Sim 5.1's physics modules (``isaacsim.core.api.World``, ``isaacsim.core.prims``,
+``isaacsim.core.utils.types``); ``Kit(api="6.0")`` fakes 6.0's (``SimulationManager`` with
+``setup_simulation``, ``isaacsim.core.experimental.prims``, ``omni.timeline``) and makes the modules 6.0
+deprecates unimportable, so a 6.0-path test fails if vlatwin touches them. The fakes' public names are
+checked against the symbol indexes (``test_fake_physics_names_exist_in_the_symbol_indexes``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ class Kit:
     asset_root: str | None = "omniverse://fake/Assets/Isaac/5.1"
     annotator_data: dict = field(default_factory=dict)
     stage: object = None
+    #: Which Isaac Sim physics API the fake offers: "5.1" or "6.0".
+    api: str = "5.1"
+    #: Joint positions the fake articulation reports (2 DOFs, limits [0, 1]).
+    dof_q: np.ndarray = field(default_factory=lambda: np.array([0.25, 0.5]))
 
     def record(self, call_name, *args, **kwargs):
         try:
@@ -171,12 +181,28 @@ def install(monkeypatch, kit: Kit) -> Kit:
         kit.stage = Usd.Stage.Open(path)
         return True, kit.stage
 
+    def set_stage_units(*, meters_per_unit=None, kilograms_per_unit=None):
+        kit.record("stage.set_stage_units", meters_per_unit=meters_per_unit, kilograms_per_unit=kilograms_per_unit)
+
     stage_mod = _module(
         "isaacsim.core.experimental.utils.stage",
         open_stage=open_stage,
         open_stage_async=open_stage_async,
         get_current_stage=lambda: kit.stage,
+        set_stage_units=set_stage_units,
     )
+
+    class Timeline:
+        def play(self):
+            kit.record("timeline.play")
+
+        def stop(self):
+            kit.record("timeline.stop")
+
+        def commit(self):
+            kit.record("timeline.commit")
+
+    timeline = Timeline()
 
     omni = _module("omni")
     omni_kit = _module("omni.kit")
@@ -201,9 +227,26 @@ def install(monkeypatch, kit: Kit) -> Kit:
         "isaacsim.core.experimental": _module("isaacsim.core.experimental"),
         "isaacsim.core.experimental.utils": _module("isaacsim.core.experimental.utils", stage=stage_mod),
         "isaacsim.core.experimental.utils.stage": stage_mod,
-        "isaacsim.core.api": _module("isaacsim.core.api", World=_world_class(kit)),
+        "omni.timeline": _module("omni.timeline", get_timeline_interface=lambda: timeline),
+        "isaacsim.core.simulation_manager": _module(
+            "isaacsim.core.simulation_manager", SimulationManager=simulation_manager_class(kit)
+        ),
     }
-    omni.kit, omni.replicator = omni_kit, omni_rep_pkg
+    xprims = experimental_prims(kit)
+    modules["isaacsim.core.experimental.prims"] = _module("isaacsim.core.experimental.prims", **xprims)
+    if kit.api == "5.1":
+        types_mod = _module("isaacsim.core.utils.types", ArticulationAction=ArticulationAction)
+        modules.update(
+            {
+                "isaacsim.core.api": _module("isaacsim.core.api", World=_world_class(kit)),
+                "isaacsim.core.prims": _module("isaacsim.core.prims", **core_prims(kit)),
+                "isaacsim.core.utils": _module("isaacsim.core.utils", types=types_mod),
+                "isaacsim.core.utils.types": types_mod,
+            }
+        )
+    else:  # 6.0 still ships these, deprecated: vlatwin's 6.0 path must not import them
+        modules.update({name: None for name in DEPRECATED_IN_6})
+    omni.kit, omni.replicator, omni.timeline = omni_kit, omni_rep_pkg, modules["omni.timeline"]
     omni_kit.app, omni_kit.commands = omni_kit_app, omni_kit_commands
     omni_rep_pkg.core = rep
     carb.settings = carb_settings
@@ -237,6 +280,235 @@ def _world_class(kit: Kit):
             kit.record("World.clear_instance")
 
     return World
+
+
+#: Modules of extensions Isaac Sim 6.0 deprecates that vlatwin's 5.1 physics path imports.
+DEPRECATED_IN_6 = ("isaacsim.core.api", "isaacsim.core.prims", "isaacsim.core.utils", "isaacsim.core.utils.types")
+N_DOF = 2
+
+
+class WarpArray:
+    """What the 6.0 experimental API returns: read with ``.numpy()``."""
+
+    def __init__(self, values):
+        self._values = np.asarray(values, dtype=np.float32)
+
+    def numpy(self):
+        return self._values.copy()
+
+
+def _copy(value):
+    return None if value is None else np.array(value, dtype=np.float64)
+
+
+def simulation_manager_class(kit: Kit):
+    """``isaacsim.core.simulation_manager.SimulationManager``: 6.0 has ``setup_simulation``, 5.1 does not."""
+
+    class SimulationManager:
+        @classmethod
+        def initialize_physics(cls):
+            kit.record("SimulationManager.initialize_physics")
+
+        @classmethod
+        def step(cls, *, steps=1, callback=None, update_fabric=False):
+            kit.record("SimulationManager.step", steps=steps, update_fabric=update_fabric)
+
+    if kit.api == "6.0":
+
+        def setup_simulation(cls, dt=None, device=None):
+            kit.record("SimulationManager.setup_simulation", dt=dt, device=device)
+
+        SimulationManager.setup_simulation = classmethod(setup_simulation)
+    return SimulationManager
+
+
+@dataclass
+class ArticulationAction:
+    """``isaacsim.core.utils.types.ArticulationAction`` (5.1)."""
+
+    joint_positions: object = None
+    joint_velocities: object = None
+    joint_efforts: object = None
+    joint_indices: object = None
+
+
+def _paths(paths):
+    return [paths] if isinstance(paths, str) else list(paths)
+
+
+def core_prims(kit: Kit) -> dict:
+    """Isaac Sim 5.1's ``isaacsim.core.prims``: SingleArticulation, Articulation (view), RigidPrim."""
+
+    class SingleArticulation:
+        dof_names = [f"j{i + 1}" for i in range(N_DOF)]
+
+        def __init__(self, prim_path, name="single_articulation", **kw):
+            kit.record("core.prims.SingleArticulation", prim_path, name=name)
+
+        @property
+        def dof_properties(self):
+            return {"lower": np.zeros(N_DOF), "upper": np.ones(N_DOF)}
+
+        def get_joint_positions(self, joint_indices=None):
+            return kit.dof_q.copy()
+
+        def get_joint_velocities(self, joint_indices=None):
+            return np.zeros(N_DOF)
+
+        def get_measured_joint_efforts(self, joint_indices=None):
+            return np.zeros(N_DOF)
+
+        def set_joint_positions(self, positions, joint_indices=None):
+            kit.record("core.prims.SingleArticulation.set_joint_positions", _copy(positions))
+
+        def set_joint_velocities(self, velocities, joint_indices=None):
+            kit.record("core.prims.SingleArticulation.set_joint_velocities", _copy(velocities))
+
+        def set_joint_efforts(self, efforts, joint_indices=None):
+            kit.record("core.prims.SingleArticulation.set_joint_efforts", _copy(efforts))
+
+        def apply_action(self, control_actions):
+            assert isinstance(control_actions, ArticulationAction)
+            kit.record(
+                "core.prims.SingleArticulation.apply_action",
+                joint_positions=_copy(control_actions.joint_positions),
+                joint_velocities=_copy(control_actions.joint_velocities),
+            )
+
+    class Articulation:
+        def __init__(self, prim_paths_expr, name="articulation_prim_view", **kw):
+            kit.record("core.prims.Articulation", prim_paths_expr, name=name)
+
+        def get_gains(self, indices=None, joint_indices=None, clone=True):
+            return np.full((1, N_DOF), 100.0), np.full((1, N_DOF), 10.0)
+
+        def set_gains(self, kps=None, kds=None, indices=None, joint_indices=None, save_to_usd=False):
+            kit.record("core.prims.Articulation.set_gains", kps=_copy(kps), kds=_copy(kds))
+
+        def get_armatures(self, indices=None, joint_indices=None, clone=True):
+            return np.zeros((1, N_DOF))
+
+        def set_armatures(self, values, indices=None, joint_indices=None):
+            kit.record("core.prims.Articulation.set_armatures", _copy(values))
+
+    class RigidPrim:
+        def __init__(self, prim_paths_expr, name="rigid_prim_view", **kw):
+            self.count = len(_paths(prim_paths_expr))
+            kit.record("core.prims.RigidPrim", _paths(prim_paths_expr), name=name)
+
+        def get_world_poses(self, indices=None, usd=True):
+            return np.zeros((self.count, 3)), np.tile([1.0, 0.0, 0.0, 0.0], (self.count, 1))
+
+        def get_velocities(self, indices=None, clone=True):
+            return np.zeros((self.count, 6))
+
+        def set_world_poses(self, positions=None, orientations=None, indices=None, usd=True):
+            kit.record("core.prims.RigidPrim.set_world_poses", positions=_copy(positions), orientations=_copy(orientations), indices=_copy(indices))
+
+        def set_velocities(self, velocities, indices=None):
+            kit.record("core.prims.RigidPrim.set_velocities", _copy(velocities), indices=_copy(indices))
+
+        def get_masses(self, indices=None, clone=True):
+            return np.ones(self.count)
+
+        def set_masses(self, masses, indices=None):
+            kit.record("core.prims.RigidPrim.set_masses", _copy(masses))
+
+        def get_inertias(self, indices=None, clone=True):
+            return np.tile(np.eye(3).reshape(-1), (self.count, 1))
+
+        def set_inertias(self, values, indices=None):
+            kit.record("core.prims.RigidPrim.set_inertias", _copy(values))
+
+    return {"SingleArticulation": SingleArticulation, "Articulation": Articulation, "RigidPrim": RigidPrim}
+
+
+def experimental_prims(kit: Kit) -> dict:
+    """Isaac Sim 6.0's ``isaacsim.core.experimental.prims``: Articulation, RigidPrim (Warp arrays, batch axis first)."""
+
+    class Articulation:
+        dof_names = [f"j{i + 1}" for i in range(N_DOF)]
+
+        def __init__(self, paths, **kw):
+            kit.record("experimental.prims.Articulation", paths, **kw)
+
+        def get_dof_limits(self, *, indices=None, dof_indices=None):
+            return WarpArray(np.zeros((1, N_DOF))), WarpArray(np.ones((1, N_DOF)))
+
+        def get_dof_positions(self, *, indices=None, dof_indices=None):
+            return WarpArray(kit.dof_q[None])
+
+        def get_dof_velocities(self, *, indices=None, dof_indices=None):
+            return WarpArray(np.zeros((1, N_DOF)))
+
+        def get_dof_projected_joint_forces(self, *, indices=None, dof_indices=None):
+            return WarpArray(np.zeros((1, N_DOF)))
+
+        def get_dof_gains(self, *, indices=None, dof_indices=None):
+            return WarpArray(np.full((1, N_DOF), 100.0)), WarpArray(np.full((1, N_DOF), 10.0))
+
+        def get_dof_armatures(self, *, indices=None, dof_indices=None):
+            return WarpArray(np.zeros((1, N_DOF)))
+
+        def _set(self, method, values, **kw):
+            kit.record(f"experimental.prims.Articulation.{method}", _copy(values), **kw)
+
+        def set_dof_positions(self, positions, *, indices=None, dof_indices=None):
+            self._set("set_dof_positions", positions)
+
+        def set_dof_velocities(self, velocities, *, indices=None, dof_indices=None):
+            self._set("set_dof_velocities", velocities)
+
+        def set_dof_position_targets(self, positions, *, indices=None, dof_indices=None):
+            self._set("set_dof_position_targets", positions)
+
+        def set_dof_velocity_targets(self, velocities, *, indices=None, dof_indices=None):
+            self._set("set_dof_velocity_targets", velocities)
+
+        def set_dof_efforts(self, efforts, *, indices=None, dof_indices=None):
+            self._set("set_dof_efforts", efforts)
+
+        def set_dof_armatures(self, armatures, *, indices=None, dof_indices=None):
+            self._set("set_dof_armatures", armatures)
+
+        def set_dof_gains(self, stiffnesses=None, dampings=None, *, indices=None, dof_indices=None, update_default_gains=True):
+            kit.record("experimental.prims.Articulation.set_dof_gains", stiffnesses=_copy(stiffnesses), dampings=_copy(dampings))
+
+    class RigidPrim:
+        def __init__(self, paths, **kw):
+            self.count = len(_paths(paths))
+            kit.record("experimental.prims.RigidPrim", _paths(paths), **kw)
+
+        def get_world_poses(self, *, indices=None):
+            return WarpArray(np.zeros((self.count, 3))), WarpArray(np.tile([1.0, 0.0, 0.0, 0.0], (self.count, 1)))
+
+        def get_velocities(self, *, indices=None):
+            return WarpArray(np.zeros((self.count, 3))), WarpArray(np.zeros((self.count, 3)))
+
+        def set_world_poses(self, positions=None, orientations=None, *, indices=None):
+            kit.record("experimental.prims.RigidPrim.set_world_poses", positions=_copy(positions), orientations=_copy(orientations), indices=_copy(indices))
+
+        def set_velocities(self, linear_velocities=None, angular_velocities=None, *, indices=None):
+            kit.record(
+                "experimental.prims.RigidPrim.set_velocities",
+                linear_velocities=_copy(linear_velocities),
+                angular_velocities=_copy(angular_velocities),
+                indices=_copy(indices),
+            )
+
+        def get_masses(self, *, indices=None, inverse=False):
+            return WarpArray(np.ones((self.count, 1)))
+
+        def set_masses(self, masses, *, indices=None):
+            kit.record("experimental.prims.RigidPrim.set_masses", _copy(masses))
+
+        def get_inertias(self, *, indices=None, inverse=False):
+            return WarpArray(np.tile(np.eye(3).reshape(-1), (self.count, 1)))
+
+        def set_inertias(self, inertias, *, indices=None):
+            kit.record("experimental.prims.RigidPrim.set_inertias", _copy(inertias))
+
+    return {"Articulation": Articulation, "RigidPrim": RigidPrim}
 
 
 def stable_id_map_bytes(entries: dict[int, str]) -> np.ndarray:

@@ -24,6 +24,12 @@ def kit(monkeypatch):
     return install(monkeypatch, Kit())
 
 
+@pytest.fixture(params=["5.1", "6.0"])
+def any_kit(request, monkeypatch):
+    """A fake Kit of each Isaac Sim physics API (tests/fakekit/kit.py)."""
+    return install(monkeypatch, Kit(api=request.param))
+
+
 def _lidar_cfg(**kw):
     from vlatwin.config.scene_cfg import LidarCfg
 
@@ -136,44 +142,136 @@ def _catch(errors, fn):
 
 # ----------------------------------------------------------------------------------------- finding 4
 def _tiny_stage(tmp_path):
+    """A 2-DOF robot (articulation root + one link) and one free rigid body."""
     from pxr import Usd, UsdGeom, UsdPhysics
 
     stage = Usd.Stage.CreateNew(str(tmp_path / "s.usda"))
     UsdGeom.Xform.Define(stage, "/World")
     robot = UsdGeom.Xform.Define(stage, "/World/Robot").GetPrim()
     UsdPhysics.ArticulationRootAPI.Apply(robot)
+    UsdPhysics.RigidBodyAPI.Apply(UsdGeom.Xform.Define(stage, "/World/Robot/link").GetPrim())
+    UsdPhysics.RigidBodyAPI.Apply(UsdGeom.Xform.Define(stage, "/World/Cube").GetPrim())
     stage.GetRootLayer().Save()
     return tmp_path / "s.usda"
 
 
-def _fake_views(monkeypatch, kit):
-    class View:
-        def __init__(self, path, name=None):
-            kit.record("view", path, view_name=name)
-            self.dof_properties = {"lower": np.zeros(2), "upper": np.ones(2)}
-            self.dof_names = ["j1", "j2"]
-
-        def get_joint_positions(self):
-            return np.zeros(2)
-
-    import sys
-
-    mod = types.ModuleType("isaacsim.core.prims")
-    mod.Articulation = mod.SingleArticulation = mod.RigidPrim = View
-    monkeypatch.setitem(sys.modules, "isaacsim.core.prims", mod)
-    monkeypatch.setattr("vlatwin.sim.isaacsim._import_external_robots", lambda stage: None)
+def _names(kit, *prefixes):
+    return [c.name for c in kit.calls if c.name.startswith(prefixes)]
 
 
-def test_backend_load_async_initializes_the_simulation_context(kit, tmp_path, monkeypatch):
+PHYSICS_51 = ("World", "core.prims.")
+PHYSICS_60 = ("SimulationManager", "experimental.prims.", "timeline.")
+
+
+def test_physics_api_is_chosen_by_capability(any_kit):
+    from vlatwin.sim.isaacsim import SimBackendIsaac, physics_api
+
+    assert physics_api() == any_kit.api
+    assert SimBackendIsaac().api == any_kit.api
+
+
+def _drive(sim, path):
+    """One standalone session through every backend method that reaches Isaac."""
+    from vlatwin.sim.types import JointCommand, SimParams
+
+    info = sim.load(path)
+    assert info.joint_names == ("/World/Robot/joints/j1", "/World/Robot/joints/j2")
+    assert info.body_paths == ("/World/Robot/link", "/World/Cube") and info.physics_dt == 0.01
+    np.testing.assert_allclose(info.joint_upper, [1.0, 1.0])
+    state = sim.reset(seed=None)
+    np.testing.assert_allclose(state.joint_q, [0.25, 0.5])
+    assert state.body_pose_w.shape == (2, 7) and state.body_vel_w.shape == (2, 6)
+    sim.set_command(JointCommand(target_q=np.array([0.5, 2.0]), target_qd=np.array([0.1, np.nan]), effort=np.array([0.0, 3.0])))
+    sim.advance(3)
+    assert sim.get_state().step == 3
+    params = sim.get_params()
+    np.testing.assert_allclose(params.drive_stiffness, [100.0, 100.0])
+    assert params.body_mass.shape == (2,) and params.body_inertia.shape == (2, 3, 3)
+    sim.set_params(SimParams(drive_stiffness=np.array([50.0, 60.0]), joint_armature=np.array([0.01, 0.02]), body_mass=np.array([1.0, 2.0]), body_inertia=np.tile(np.eye(3), (2, 1, 1))))
+    sim.set_body_pose("/World/Cube", [1.0, 2.0, 3.0, 1.0, 0.0, 0.0, 0.0])
+    sim.close()
+
+
+def test_isaac_51_path_calls_world_and_core_prims(kit, tmp_path):
     from vlatwin.sim.isaacsim import SimBackendIsaac
 
-    _fake_views(monkeypatch, kit)
+    _drive(SimBackendIsaac(physics_dt=0.01), _tiny_stage(tmp_path))
+    assert not _names(kit, *PHYSICS_60)
+    (world,) = kit.named("World")
+    assert world.kwargs == {"physics_dt": 0.01, "rendering_dt": 0.01, "stage_units_in_meters": 1.0}
+    assert [c.args for c in kit.named("core.prims.RigidPrim")] == [(["/World/Robot/link", "/World/Cube"],)]
+    assert len(kit.named("World.reset")) == 2 and len(kit.named("World.scene.add")) == 3
+    assert [c.kwargs for c in kit.named("World.step")] == [{"render": False}] * 3
+    last = kit.named("core.prims.SingleArticulation.apply_action")[-1].kwargs
+    np.testing.assert_allclose(last["joint_positions"], [0.5, 1.0])  # clipped to the upper limit
+    np.testing.assert_allclose(last["joint_velocities"], [0.1, 0.0])
+    np.testing.assert_allclose(kit.named("core.prims.SingleArticulation.set_joint_efforts")[-1].args[0], [0.0, 3.0])
+    gains = kit.named("core.prims.Articulation.set_gains")[-1].kwargs
+    np.testing.assert_allclose(gains["kps"], [[50.0, 60.0]])
+    np.testing.assert_allclose(gains["kds"], [[10.0, 10.0]])
+    assert kit.named("core.prims.Articulation.set_armatures")[-1].args[0].shape == (1, 2)
+    assert kit.named("core.prims.RigidPrim.set_masses")[-1].args[0].shape == (2,)
+    assert kit.named("core.prims.RigidPrim.set_inertias")[-1].args[0].shape == (2, 9)
+    pose = kit.named("core.prims.RigidPrim.set_world_poses")[-1].kwargs
+    np.testing.assert_allclose(pose["positions"], [[1.0, 2.0, 3.0]])
+    assert pose["indices"].tolist() == [1]
+    assert kit.named("core.prims.RigidPrim.set_velocities")[-1].args[0].shape == (1, 6)
+    assert kit.named("World.clear_instance")
+    kit.assert_kit_rules()
+
+
+def test_isaac_60_path_calls_simulation_manager_and_experimental_prims(monkeypatch, tmp_path):
+    from vlatwin.sim.isaacsim import SimBackendIsaac
+
+    kit = install(monkeypatch, Kit(api="6.0"))  # isaacsim.core.api / .prims / .utils are unimportable here
+    _drive(SimBackendIsaac(physics_dt=0.01), _tiny_stage(tmp_path))
+    assert not _names(kit, *PHYSICS_51)
+    assert kit.named("stage.set_stage_units")[0].kwargs["meters_per_unit"] == 1.0
+    assert [c.kwargs for c in kit.named("SimulationManager.setup_simulation")] == [{"dt": 0.01, "device": None}]
+    assert [c.args for c in kit.named("experimental.prims.Articulation")] == [("/World/Robot",)]
+    assert [c.args for c in kit.named("experimental.prims.RigidPrim")] == [(["/World/Robot/link", "/World/Cube"],)]
+    # dt is set before the first play (6.0 refuses to change dt while playing); each reset: stop, play, initialize
+    order = _names(kit, "SimulationManager", "timeline", "stage.open_stage")
+    reset = ["timeline.stop", "timeline.commit", "timeline.play", "timeline.commit", "SimulationManager.initialize_physics"]
+    assert order[:2 + 2 * len(reset)] == ["stage.open_stage", "SimulationManager.setup_simulation", *reset, *reset]
+    assert [c.kwargs["steps"] for c in kit.named("SimulationManager.step")] == [3]  # one physics-only call
+    targets = kit.named("experimental.prims.Articulation.set_dof_position_targets")[-1].args[0]
+    np.testing.assert_allclose(targets, [[0.5, 1.0]])  # batch axis first, clipped to the upper limit
+    np.testing.assert_allclose(kit.named("experimental.prims.Articulation.set_dof_velocity_targets")[-1].args[0], [[0.1, 0.0]])
+    np.testing.assert_allclose(kit.named("experimental.prims.Articulation.set_dof_efforts")[-1].args[0], [[0.0, 3.0]])
+    np.testing.assert_allclose(kit.named("experimental.prims.Articulation.set_dof_positions")[0].args[0], [[0.25, 0.5]])
+    gains = kit.named("experimental.prims.Articulation.set_dof_gains")[-1].kwargs
+    np.testing.assert_allclose(gains["stiffnesses"], [[50.0, 60.0]])
+    np.testing.assert_allclose(gains["dampings"], [[10.0, 10.0]])
+    assert kit.named("experimental.prims.Articulation.set_dof_armatures")[-1].args[0].shape == (1, 2)
+    assert kit.named("experimental.prims.RigidPrim.set_masses")[-1].args[0].shape == (2, 1)
+    assert kit.named("experimental.prims.RigidPrim.set_inertias")[-1].args[0].shape == (2, 9)
+    pose = kit.named("experimental.prims.RigidPrim.set_world_poses")[-1].kwargs
+    np.testing.assert_allclose(pose["positions"], [[1.0, 2.0, 3.0]])
+    np.testing.assert_allclose(pose["orientations"], [[1.0, 0.0, 0.0, 0.0]])
+    assert pose["indices"].tolist() == [1]
+    vel = kit.named("experimental.prims.RigidPrim.set_velocities")[-1].kwargs
+    assert vel["linear_velocities"].shape == (1, 3) and vel["angular_velocities"].shape == (1, 3)
+    kit.assert_kit_rules()
+
+
+def test_backend_load_async_initializes_the_simulation_context(any_kit, tmp_path):
+    from vlatwin.sim.isaacsim import SimBackendIsaac
+
+    kit = any_kit
     path = _tiny_stage(tmp_path)
     sim = SimBackendIsaac(physics_dt=0.01)
     asyncio.run(sim.load_async(path))
-    names = [c.name for c in kit.calls if c.name.startswith(("World", "stage"))]
-    assert names.index("World.initialize_simulation_context_async") < names.index("World.reset_async")
-    assert "World.reset" not in names and "stage.open_stage" not in names
+    asyncio.run(sim.reset_async())
+    if kit.api == "5.1":
+        names = [c.name for c in kit.calls if c.name.startswith(("World", "stage"))]
+        assert names.index("World.initialize_simulation_context_async") < names.index("World.reset_async")
+        assert "World.reset" not in names and "stage.open_stage" not in names
+    else:  # as 6.0's base_sample_experimental.reset_async: stop, update, play, update; then initialize physics
+        names = _names(kit, "SimulationManager", "timeline.stop", "timeline.play", "app.next_update_async", "stage.open_stage")
+        reset = ["timeline.stop", "app.next_update_async", "timeline.play", "app.next_update_async", "SimulationManager.initialize_physics"]
+        assert names == ["stage.open_stage_async", "SimulationManager.setup_simulation", *reset, *reset]
+        assert not _names(kit, *PHYSICS_51)
     kit.assert_kit_rules()
     # the synchronous variant refuses to run inside the event loop
     async def sync_in_loop():
@@ -181,6 +279,42 @@ def test_backend_load_async_initializes_the_simulation_context(kit, tmp_path, mo
 
     with pytest.raises(VlatwinError, match="inside a running event loop"):
         asyncio.run(sync_in_loop())
+
+
+def test_fake_physics_names_exist_in_the_symbol_indexes(repo_root, monkeypatch):
+    """The fakes offer only names the real modules have (5.1 fakes vs the 5.1.0 index, 6.0 fakes vs 6.0.1)."""
+    import inspect
+
+    from tests.fakekit.kit import core_prims, experimental_prims, simulation_manager_class
+
+    reference = repo_root.parent / "shared" / "reference"
+    if not (reference / "isaacsim-6.0.1-symbols.json").is_file():
+        pytest.skip("../shared/reference (Isaac Sim symbol indexes) not present")
+    indexes = {v: json.loads((reference / f"isaacsim-{v}-symbols.json").read_text()) for v in ("5.1.0", "6.0.1")}
+
+    def public(cls):
+        return {n for n, _ in inspect.getmembers(cls) if not n.startswith("_")} - {"count"}
+
+    fakes = {
+        "5.1.0": {f"isaacsim.core.prims.{n}": c for n, c in core_prims(Kit()).items()},
+        "6.0.1": {f"isaacsim.core.experimental.prims.{n}": c for n, c in experimental_prims(Kit(api="6.0")).items()},
+    }
+    fakes["5.1.0"]["isaacsim.core.simulation_manager.SimulationManager"] = simulation_manager_class(Kit())
+    fakes["6.0.1"]["isaacsim.core.simulation_manager.SimulationManager"] = simulation_manager_class(Kit(api="6.0"))
+    for version, classes in fakes.items():
+        members = indexes[version]["members"]
+        for path, cls in classes.items():
+            assert public(cls) <= set(members[path]), (version, path, public(cls) - set(members[path]))
+    # the capability check tells the two apart
+    manager = "isaacsim.core.simulation_manager.SimulationManager"
+    assert "setup_simulation" in indexes["6.0.1"]["members"][manager]
+    assert "setup_simulation" not in indexes["5.1.0"]["members"][manager]
+    # the 6.0 path's classes exist in both releases (only setup_simulation is 6.0-only)
+    for name in ("Articulation", "RigidPrim"):
+        for version in indexes:
+            assert public(fakes["6.0.1"][f"isaacsim.core.experimental.prims.{name}"]) <= set(
+                indexes[version]["members"][f"isaacsim.core.experimental.prims.{name}"]
+            )
 
 
 def test_renderer_awaits_replicator_in_the_loop_and_passes_elapsed_time(kit):
@@ -261,9 +395,12 @@ def test_settings_resolve_against_the_extension_folder(repo_root):
 
 
 # ----------------------------------------------------------------------------------------- finding 5
-def test_rtx_lidar_setup_arguments(kit):
+def test_rtx_lidar_setup_arguments(any_kit):
+    """Both APIs create the lidar the 5.1 way (6.0: still the deprecated isaacsim.sensors.rtx command and
+    scan-buffer annotator; why: exts/vlatwin/docs/README.md, row "Isaac Sim 6.0")."""
     from vlatwin.sensors.lidar.isaac_lidar import LidarIsaac
 
+    kit = any_kit
     lidar = LidarIsaac(_lidar_cfg(), _labels())
     (create,) = kit.named("command.IsaacSensorCreateRtxLidar")
     kw = create.kwargs

@@ -42,11 +42,19 @@ def register(groups) -> None:
         help="uniform noise [rad | m] added to the initial joint positions, within limits (0..10, default: 0)",
     )
     run.add_argument("--motion", choices=("hold", "sine"), default="hold", help="arm target motion (default: %(default)s)")
+    run.add_argument(
+        "--replay", type=Path, default=None, metavar="RECORDING",
+        help="instead of --motion: replay a robot recording (twin run log .mcap or LeRobotDataset v3 folder) on this "
+        "stage from its measured start and print the joint error against the robot (e.g. a stage written by "
+        "`vlatwin sysid fit --stage-out` against the nominal one)",
+    )
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.set_defaults(func=cmd_run)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    if args.replay is not None:
+        return _replay(args)
     from vlatwin.sim.runner import run_simulation
 
     result = run_simulation(
@@ -63,4 +71,37 @@ def cmd_run(args: argparse.Namespace) -> int:
     built = args.source.suffix in (".yaml", ".yml")
     print(f"scene: {args.source}" + (" (built to a temporary USD stage)" if built else ""))
     print("\n".join(result.summary_lines()))
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
+    """Replay a recording's applied targets on SOURCE (a stage) and compare with the measured joints."""
+    import math
+
+    import numpy as np
+
+    from vlatwin.errors import VlatwinError
+    from vlatwin.sysid.data import load_recording
+    from vlatwin.sysid.rollout import RolloutEngine, make_windows
+
+    if args.backend != "newton":
+        raise VlatwinError("--replay runs on the newton backend")
+    if args.source.suffix.lower() not in (".usd", ".usda", ".usdc"):
+        raise VlatwinError(f"--replay: {args.source} is not a USD stage; give the stage to test (e.g. from sysid fit --stage-out)")
+    rec = load_recording(args.replay, stage=args.source)
+    windows = make_windows(rec.t, rec.q, rec.qd, np.ones(len(rec.t), bool), window_s=math.inf, sample_period_s=0.01)
+    engine = RolloutEngine(args.source, rec.physics, rec.joint_names)
+    try:
+        pred = engine.simulate(engine.description.nominal, 0.0, windows, rec.target_t, rec.target_q)
+    finally:
+        engine.sim.close()
+    rows = np.concatenate([w.rows for w in windows])
+    err = pred - rec.q[rows]
+    moving = rec.moving_joints()
+    cols = np.flatnonzero(moving) if moving.any() else np.arange(len(rec.joint_names))
+    rms = np.sqrt(np.mean(err[:, cols] ** 2, axis=0))
+    print(f"replayed {args.replay} ({rec.duration:.2f} s, {len(rows)} samples, {len(rec.target_t)} targets) on {args.source}")
+    print(f"RMS joint error against the robot: {float(np.sqrt(np.mean(err[:, cols] ** 2))) * 1e3:.3f} mrad | mm over the moving joints")
+    for k, value in zip(cols, rms):
+        print(f"  {rec.joint_names[k].rsplit('/', 1)[-1]:24s} {value * 1e3:.3f}")
     return 0

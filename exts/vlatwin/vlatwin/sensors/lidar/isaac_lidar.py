@@ -19,6 +19,18 @@ Kit-only (imports inside the methods). Sources for each choice ([IS] = isaac-sim
 * Config USDs load from the asset root (commands.py L120 ``get_assets_root_path() + config``), which
   raises RuntimeError when it is unreachable (source/extensions/isaacsim.storage.native/isaacsim/storage/native/nucleus.py
   L461-496): turned into a one-line error.
+
+Isaac Sim 6.x: the same calls (the physics backend switches API, this module does not). The sensor
+command and the ``IsaacCreateRTXLidarScanBuffer`` annotator both come from ``isaacsim.sensors.rtx``, which
+6.0 still ships but deprecates ([IS] v6.0.1 source/deprecated/isaacsim.sensors.rtx/python/impl/extension.py
+L191-230 registers the annotator). Its 6.0 replacement, ``isaacsim.sensors.experimental.rtx``, is not a
+drop-in: ``Lidar.create`` (source/extensions/isaacsim.sensors.experimental.rtx/python/impl/lidar.py L190-270)
+authors the aux level as ``_replicator:rendervar:GenericModelOutput:channels`` (impl/_sensor_base.py L236-242),
+not ``omni:sensor:Core:auxOutputType``, and ``LidarSensor`` delivers points through the
+``generic-model-output`` / ``stable-id-map`` annotators only (impl/_common.py L16-19, attached in
+impl/_sensor_base.py L449-474), a different data layout from the scan buffer's. Porting means a new per-point decode that cannot be checked without Isaac Sim 6, and the
+module is absent from 5.1 (the 5.1.0 symbol index lists no ``isaacsim.sensors.experimental``), so it
+stays on the 5.1 API until it can be run on 6.0 (exts/vlatwin/docs/README.md, row "Isaac Sim 6.0").
 """
 
 from __future__ import annotations
