@@ -60,7 +60,9 @@ def test_fit_identifies_armature_and_the_report_says_how_far_to_trust_it(excited
     doc = yaml.safe_load(params.read_text())
     assert doc["converged"] and doc["format"] == "vlatwin-sysid/1"
     est = {p["name"]: p for p in doc["parameters"]}
-    assert set(est) == {f"armature[panda_joint{i}]" for i in range(1, 8)}
+    # The arm joints and the fingers (they jiggle while the arm moves; their drives shape its motion).
+    assert {f"armature[panda_joint{i}]" for i in range(1, 8)} <= set(est) <= {f"armature[panda_joint{i}]" for i in range(1, 8)} | {
+        "armature[panda_finger_joint_left]", "armature[panda_finger_joint_right]"}
     # The hidden truth (in the log only because the test asked for it) is 0.03 kg*m^2 on every arm joint;
     # nominal is 0. Identified within 10 % on most joints (within 2 % measured here; the Panda's joint 5
     # is the one XPBD makes wander), and the held-out part (never fitted) is predicted far better.
@@ -69,7 +71,7 @@ def test_fit_identifies_armature_and_the_report_says_how_far_to_trust_it(excited
     truth = read_runlog(log).messages("/truth/params")[0][1]["joint_armature"]
     moved = [p for p in est.values() if p["identifiable"]]
     assert len(moved) >= 6
-    close = [p for i, p in enumerate(est.values()) if p["identifiable"] and abs(p["value"] - truth[i]) <= 0.1 * truth[i]]
+    close = [p for i, p in enumerate(est.values()) if i < 7 and p["identifiable"] and abs(p["value"] - truth[i]) <= 0.1 * truth[i]]
     assert len(close) >= 6, [(p["name"], p["value"]) for p in est.values()]
     held = doc["heldout"]
     assert held["samples"] > 100

@@ -32,6 +32,8 @@ __all__ = ["Window", "TwinDescription", "RolloutEngine", "RolloutPool", "make_wi
 #: A rollout that leaves the simulator's range (XPBD blows up for absurd parameters) predicts this far from
 #: everything [rad | m]: the optimizer sees a large, finite cost and steps back.
 DIVERGED_PENALTY = 1.0
+#: Time a window's start settles at its first pose with the candidate parameters [s] (XPBD joint stretch).
+SETTLE_S = 0.0
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ class TwinDescription:
     prismatic: np.ndarray
     """(J,) bool"""
     robot_bodies: np.ndarray
-    """(B,) bool: bodies of the robot articulation that move (not the fixed base)."""
+    """(B,) bool: bodies of the robot articulation (see :func:`_robot_bodies`)."""
     nominal: SimParams
     physics_dt: float
 
@@ -117,11 +119,12 @@ class RolloutEngine:
             joint_names=self.sim_joints,
             body_paths=tuple(info.body_paths),
             prismatic=_prismatic(stage_path, self.sim_joints),
-            robot_bodies=_moving_robot_bodies(stage_path, info),
+            robot_bodies=_robot_bodies(info),
             nominal=self.sim.get_params(),
             physics_dt=self.dt,
         )
         self._params_key = None
+        self.settle_steps = int(round(SETTLE_S / self.dt))
 
     def set_params(self, params: SimParams) -> None:
         key = tuple(None if getattr(params, f) is None else getattr(params, f).tobytes() for f in SimParams.FIELDS)
@@ -153,8 +156,17 @@ class RolloutEngine:
         qd_full = np.zeros(n_sim)
         q_full[order] = w.q0
         qd_full[order] = w.qd0
-        # keep_constraint_error: XPBD bodies sit a little off their FK poses under load (joints stretch); writing
-        # exact FK poses makes the arm ring for seconds, so the start keeps the settled reset state's stretch.
+        # XPBD bodies sit a little off their FK poses under load (joints stretch), by an amount that depends on the
+        # parameters (gains, masses); writing exact FK poses makes the arm ring for seconds. So: settle at the
+        # start pose with these parameters (what the robot did before the recording started), then put the
+        # measured state there keeping that stretch.
+        k0 = max(0, int(np.searchsorted(np.asarray(target_t, dtype=np.float64) + delay, w.t0, side="right")) - 1)
+        hold_target = q_full.copy()
+        hold_target[order] = target_q[k0]
+        sim.set_joint_state(q_full, np.zeros(n_sim), hold=False)
+        sim.set_command(JointCommand(target_q=hold_target))
+        if self.settle_steps > 0:
+            sim.advance(self.settle_steps)
         sim.set_joint_state(q_full, qd_full, hold=False, keep_constraint_error=True)
         times = np.asarray(target_t, dtype=np.float64) + delay
         full_targets = np.repeat(q_full[None], len(times), axis=0)
@@ -223,37 +235,11 @@ def _prismatic(stage_path, joint_paths) -> np.ndarray:
     return np.array(out, dtype=bool)
 
 
-def _moving_robot_bodies(stage_path, info) -> np.ndarray:
-    """Bodies under the articulation root that some joint of the robot moves (the welded base does not)."""
-    from pxr import Usd, UsdPhysics
-
-    stage = Usd.Stage.Open(str(stage_path))
+def _robot_bodies(info) -> np.ndarray:
+    """Bodies under the articulation root, the welded base included: XPBD holds the base with a joint
+    constraint, not an infinite mass, so the base's mass changes how the arm moves on it."""
     root = (info.articulation_root or "").rstrip("/")
-    children = set()
-    for path in info.joint_names:
-        prim = stage.GetPrimAtPath(path)
-        joint = UsdPhysics.Joint(prim)
-        for target in joint.GetBody1Rel().GetTargets():
-            children.add(str(target))
-    # Everything downstream of a moving joint moves too: a body is moving if a moving body is its ancestor
-    # in the joint tree. One pass over all joints until nothing changes.
-    edges = []
-    for prim in stage.Traverse():
-        if prim.IsA(UsdPhysics.Joint):
-            j = UsdPhysics.Joint(prim)
-            b0 = [str(t) for t in j.GetBody0Rel().GetTargets()]
-            b1 = [str(t) for t in j.GetBody1Rel().GetTargets()]
-            if b0 and b1:
-                edges.append((b0[0], b1[0]))
-    moving = set(children)
-    changed = True
-    while changed:
-        changed = False
-        for parent, child in edges:
-            if parent in moving and child not in moving:
-                moving.add(child)
-                changed = True
-    return np.array([bool(root) and p.startswith(root + "/") and p in moving for p in info.body_paths], dtype=bool)
+    return np.array([bool(root) and p.startswith(root + "/") for p in info.body_paths], dtype=bool)
 
 
 # ------------------------------------------------------------------------------------------- pool
