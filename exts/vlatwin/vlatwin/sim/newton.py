@@ -120,22 +120,8 @@ class SimBackendNewton(SimBackend):
 
         wp, newton = self._wp, self._newton
         stage = open_stage(stage_path)
-        newton_assets.check_joint_loops(stage, stage_path)
-        external = _preflight(stage, Path(stage_path), self._mesh_collision)
         physics_dt = self._physics_dt or _authored_dt(stage) or DEFAULT_PHYSICS_DT
-
-        builder = newton.ModelBuilder()
-        try:
-            builder.add_usd(
-                stage,
-                enable_self_collisions=newton_assets.SELF_COLLISIONS_WHEN_UNAUTHORED,
-                schema_resolvers=[newton.usd.SchemaResolverNewton(), newton.usd.SchemaResolverPhysx()],
-                ignore_paths=[path for path, _, _ in external] or None,
-            )
-        except Exception as exc:  # the importer raises plain exceptions for broken physics authoring
-            raise StageError(f"{stage_path}: Newton could not import the stage: {exc}") from None
-        for prim_path, source, file_path in external:
-            _add_external_robot(builder, stage, prim_path, source, file_path, wp, newton)
+        builder = build_stage_model(stage, stage_path, self._mesh_collision, wp, newton)
 
         if self._solver_name == "vbd":
             builder.color()  # VBD solves bodies in independent colour groups
@@ -800,6 +786,26 @@ class SimBackendNewton(SimBackend):
 
 
 
+
+
+def build_stage_model(stage, stage_path, mesh_collision: str, wp, newton):
+    """A Newton ModelBuilder holding ``stage`` as the backend imports it (joint-loop check, preflight of external
+    robots, USD import with Newton's and PhysX's schema resolvers, external robots added); not finalized."""
+    newton_assets.check_joint_loops(stage, stage_path)
+    external = _preflight(stage, Path(stage_path), mesh_collision)
+    builder = newton.ModelBuilder()
+    try:
+        builder.add_usd(
+            stage,
+            enable_self_collisions=newton_assets.SELF_COLLISIONS_WHEN_UNAUTHORED,
+            schema_resolvers=[newton.usd.SchemaResolverNewton(), newton.usd.SchemaResolverPhysx()],
+            ignore_paths=[path for path, _, _ in external] or None,
+        )
+    except Exception as exc:  # the importer raises plain exceptions for broken physics authoring
+        raise StageError(f"{stage_path}: Newton could not import the stage: {exc}") from None
+    for prim_path, source, file_path in external:
+        _add_external_robot(builder, stage, prim_path, source, file_path, wp, newton)
+    return builder
 
 def with_armature(mass0, inertia0, armature, child, revolute, axis_b):
     """Body (mass, inertia, inverse mass, inverse inertia) with each joint's armature added to its child body:

@@ -44,11 +44,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from vlatwin.errors import StageError, VlatwinError
+from vlatwin.errors import VlatwinError
 
 #: Why the other SimParams fields have no tape gradient (measured on the reach_ball stage, 150 steps at 600 Hz,
 #: see the module docstring). Each entry is the tail of the one-line error.
@@ -109,26 +108,12 @@ class TapeRollout:
 
     def __init__(self, stage_path, *, physics_dt: float, iterations: int = 4):
         from vlatwin.sim import newton_assets
-        from vlatwin.sim.newton import _add_external_robot, _import_engine, _initial_contact_capacity, _preflight
+        from vlatwin.sim.newton import _import_engine, _initial_contact_capacity, build_stage_model
         from vlatwin.usd.check import open_stage
 
         wp, newton = _import_engine()
         self._wp, self._newton = wp, newton
-        stage = open_stage(stage_path)
-        newton_assets.check_joint_loops(stage, stage_path)
-        external = _preflight(stage, Path(stage_path), "convex_hull")
-        builder = newton.ModelBuilder()
-        try:
-            builder.add_usd(
-                stage,
-                enable_self_collisions=newton_assets.SELF_COLLISIONS_WHEN_UNAUTHORED,
-                schema_resolvers=[newton.usd.SchemaResolverNewton(), newton.usd.SchemaResolverPhysx()],
-                ignore_paths=[path for path, _, _ in external] or None,
-            )
-        except Exception as exc:
-            raise StageError(f"{stage_path}: Newton could not import the stage: {exc}") from None
-        for prim_path, source, file_path in external:
-            _add_external_robot(builder, stage, prim_path, source, file_path, wp, newton)
+        builder = build_stage_model(open_stage(stage_path), stage_path, "convex_hull", wp, newton)
         self.model = model = builder.finalize(device="cpu", requires_grad=True)
         newton_assets.clamp_initial_joint_positions(model, newton)
         self.dt = float(physics_dt)
