@@ -246,6 +246,19 @@ def test_resume_after_kill9_equals_uninterrupted(recorded, task_config, tmp_path
     _tables_equal(root, out)
 
 
+def test_record_on_two_ray_workers_equals_plain(recorded, task_config, tmp_path):
+    """`vlatwin record --ray --workers 2`: episodes rendered by two Ray actors, written by the plain LeRobot loop."""
+    pytest.importorskip("ray")
+    root, _, _ = recorded
+    out = tmp_path / "ray"
+    done = _cli(
+        "record", task_config, "--episodes", EPISODES, "--max-steps", STEPS, "--seed", 0, "--keep-failed",
+        "--extras", ",".join(EXTRAS), "--out", out, "--no-progress", "--ray", "--workers", 2,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    _tables_equal(root, out)
+
+
 def test_bad_inputs_one_line_errors(recorded, task_config, tmp_path):
     root, _, _ = recorded
     other = tmp_path / "other"

@@ -55,6 +55,10 @@ def register(groups) -> None:
     ev.add_argument("--tasks", default=None, help="comma-separated task names or config file stems (CONFIG a folder)")
     ev.add_argument("--episodes", type=int, default=None, help="episodes per task (default: one per stored initial state, 50)")
     ev.add_argument("--workers", type=int, default=1, help="processes running episodes in parallel (default: %(default)s)")
+    ev.add_argument(
+        "--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+        help="run the episodes on --workers Ray actors: a local Ray (no ADDRESS) or the cluster at ADDRESS (ray://HOST:10001, auto)",
+    )
     ev.add_argument("--seed", type=int, default=0, help="seed of the simulator resets (default: %(default)s)")
     ev.add_argument("--max-steps", type=int, default=None, help="control steps per episode at most (default: the task's)")
     ev.add_argument("--resume", action="store_true", help="continue an interrupted evaluation in --out (same settings)")
@@ -97,6 +101,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     result = evaluate(
         args.target[0], args.out, settings, tasks=tasks, resume=args.resume, progress=not args.no_progress and sys.stderr.isatty(),
+        ray=args.ray,
     )
     print(format_results(result.results))
     skipped = f" ({result.skipped} already done)" if result.skipped else ""

@@ -36,6 +36,12 @@ def register(groups) -> None:
     rec.add_argument("--extras", default="", help="extra per-frame features: depth,segmentation,lidar (lidar: each scene LIDAR's newest finished scan as a ring x azimuth range image [m], 0 = no return; rotating profiles; default: none)")
     rec.add_argument("--codec", default="auto", help="video encoder (default: auto = libsvtav1 if available, else h264, mpeg4)")
     rec.add_argument("--crf", type=int, default=23, help="video quality, lower is better (default: %(default)s)")
+    rec.add_argument(
+        "--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+        help="run the episodes on --workers Ray actors: a local Ray (no ADDRESS) or the cluster at ADDRESS (ray://HOST:10001, "
+        "auto); written in item order, so the dataset is the one without --ray",
+    )
+    rec.add_argument("--workers", type=int, default=1, help="Ray actors with --ray (default: %(default)s)")
     rec.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     rec.set_defaults(func=cmd_record)
 
@@ -83,6 +89,8 @@ def cmd_record(args: argparse.Namespace) -> int:
         codec=args.codec,
         crf=args.crf,
         progress=not args.no_progress and sys.stderr.isatty(),
+        ray=args.ray,
+        workers=args.workers,
     )
     skipped = f", {result.skipped} already done" if result.skipped else ""
     print(

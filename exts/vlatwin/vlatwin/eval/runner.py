@@ -347,8 +347,13 @@ def evaluate(
     tasks: list[str] | None = None,
     resume: bool = False,
     progress: bool = True,
+    ray: str | None = None,
 ) -> EvalResult:
-    """Evaluate ``settings.policy`` on the task configs ``config`` names; write results.json and report.html."""
+    """Evaluate ``settings.policy`` on the task configs ``config`` names; write results.json and report.html.
+
+    ``ray``: run the episodes on ``settings.workers`` Ray actors, on a local Ray (``"local"``) or the
+    cluster at that address (:mod:`vlatwin.scale.eval`); None: in this process or spawned processes.
+    """
     from vlatwin.eval.setup import load_task_setup
     from vlatwin.policy.factory import parse_policy_spec
 
@@ -394,7 +399,17 @@ def evaluate(
             skipped += n - len(todo)
             bar = _progress(len(todo), f"{task.name}", progress)
             try:
-                if settings.workers == 1 or len(todo) <= 1:
+                if ray is not None and todo:
+                    setup.close()
+                    setup = None
+                    from vlatwin.scale.eval import run_episodes_ray
+
+                    steps, seconds, info = run_episodes_ray(path, stage_path, settings, out_dir, todo, bar, address=ray)
+                    env_steps += steps
+                    episode_time += seconds
+                    ran += len(todo)
+                    policy_info = policy_info or info
+                elif settings.workers == 1 or len(todo) <= 1:
                     worker = EvalEpisodeWorker(setup, settings.policy, settings, out_dir)
                     policy_info = worker.policy_info.to_dict()
                     try:

@@ -441,10 +441,14 @@ def record(
     crf: int = 23,
     progress: bool = True,
     on_step: Callable | None = None,
+    ray: str | None = None,
+    workers: int = 1,
 ) -> RecordResult:
     """Record ``episodes`` work items of ``policy`` on ``task`` into a LeRobotDataset v3.0 at ``out_dir``.
 
     ``on_step(work_index, loop_step)`` sees every :class:`LoopStep` as the loop produced it (tests use it).
+    ``ray``: run the episodes on ``workers`` Ray actors, a local Ray (``"local"``) or the cluster at that
+    address; this process writes them in item order as it writes its own (:mod:`vlatwin.scale.record`).
     """
     from vlatwin.config.loader import load_config
     from vlatwin.writers.lerobot import LeRobotDatasetWriter
@@ -453,6 +457,8 @@ def record(
     config_path, out_dir = Path(config_path), Path(out_dir)
     if episodes <= 0:
         raise VlatwinError(f"--episodes must be positive, got {episodes}")
+    if ray is not None and (workers <= 0 or on_step is not None):
+        raise VlatwinError("with --ray, --workers must be positive and on_step cannot be used (episodes run in other processes)")
     if max_steps is not None and max_steps <= 0:
         raise VlatwinError(f"--max-steps must be positive, got {max_steps}")
     bad = [e for e in extras if e not in EXTRAS]
@@ -604,10 +610,18 @@ def record(
             rig, the_task, policy_holder["policy"], steps_cap=steps_cap, camera_cfgs=camera_cfgs, extras=extras,
             policy_name=policy, action_space=space, on_step=on_step,
         )
+        remote = None
+        if ray is not None:
+            from vlatwin.scale.record import iter_episodes_ray
+
+            remote = iter_episodes_ray(
+                config_path, stage_path, todo, seed, workers=workers, address=ray, task=task, policy=policy,
+                action_space=space, cameras=[c.name for c in camera_cfgs], extras=tuple(extras), steps_cap=steps_cap,
+            )
         try:
             for i in todo:
                 t_item = time.perf_counter()
-                result = worker.run(i, seed)
+                result = worker.run(i, seed) if remote is None else next(remote)
                 frames, extra = result.outputs["frames"], result.record
                 success = extra["success"]
                 for frame in frames:
@@ -628,6 +642,8 @@ def record(
         finally:
             if bar is not None:
                 bar.close()
+            if remote is not None:
+                remote.close()
         writer.finalize()
         write_run(complete=True)
     except OSError as exc:

@@ -108,6 +108,8 @@ class SimBackendNewton(SimBackend):
         self._measure_efforts = bool(measure_joint_efforts)
         self._info: SimModelInfo | None = None
         self._graph = None
+        self._host_views: dict[int, tuple] = {}
+        self._host_views_ok = False
         self.model = None
         """The Newton ``Model`` (public so sensors can render the same scene)."""
         self.state = None
@@ -126,6 +128,8 @@ class SimBackendNewton(SimBackend):
         if self._solver_name == "vbd":
             builder.color()  # VBD solves bodies in independent colour groups
         self.model = builder.finalize(device=self._device)
+        self._host_views = {}
+        self._host_views_ok = self.model.device.is_cpu  # CPU arrays share memory with their numpy views
         if clamped := newton_assets.clamp_initial_joint_positions(self.model, newton):
             label, q, lo, hi = clamped[0]
             logger.warning(
@@ -240,9 +244,26 @@ class SimBackendNewton(SimBackend):
             out[key] = max(out.get(key, 0.0), depth)
         return sorted(((a, b, d) for (a, b), d in out.items()), key=lambda x: -x[2])
 
+    def _host(self, array) -> np.ndarray:
+        """``array`` as numpy for the step loop: on CPU a cached zero-copy view (``.numpy()`` costs ~4 us a
+        call, several per ``advance``), elsewhere a fresh copy."""
+        if not self._host_views_ok:
+            return array.numpy()
+        hit = self._host_views.get(id(array))
+        if hit is None or hit[0] is not array:
+            hit = self._host_views[id(array)] = (array, array.numpy())
+        return hit[1]
+
+    def _write(self, array, values) -> None:
+        """``array.assign(values)`` (same float conversion), in place through the CPU view (~12x faster)."""
+        if self._host_views_ok:
+            self._host(array)[...] = values
+        else:
+            array.assign(values)
+
     def _contacts_full(self) -> bool:
         """Contacts beyond capacity are dropped; a full buffer means some may have been."""
-        return int(self._contacts.rigid_contact_count.numpy()[0]) >= self._contact_capacity
+        return int(self._host(self._contacts.rigid_contact_count)[0]) >= self._contact_capacity
 
     def _grow_contacts(self) -> None:
         self._contact_capacity *= 2
@@ -416,11 +437,12 @@ class SimBackendNewton(SimBackend):
         if int(num_steps) != num_steps or num_steps < 1:
             raise VlatwinError(f"advance: num_steps must be a whole number >= 1, got {num_steps}")
         done = 0
+        body_q, body_qd = self.state.body_q, self.state.body_qd
         while done < num_steps:
             # Steps run in short chunks; a chunk that filled the contact buffer (contacts were dropped)
             # is rolled back and rerun with a bigger buffer, so results never depend on the capacity.
             chunk = min(CONTACT_CHECK_STEPS, num_steps - done)
-            saved = (self.state.body_q.numpy().copy(), self.state.body_qd.numpy().copy())
+            saved = (self._host(body_q).copy(), self._host(body_qd).copy())
             self._run_steps(chunk)
             while self._contacts_full():
                 self.state.body_q.assign(saved[0])
@@ -462,10 +484,14 @@ class SimBackendNewton(SimBackend):
         keep = np.isnan(target_q)
         clipped = np.clip(target_q, self._info.joint_lower, self._info.joint_upper)
         self._target_host[self._cmd_q_idx[~keep]] = clipped[~keep]
-        self.control.joint_target_q.assign(self._target_host)
+        self._write(self.control.joint_target_q, self._target_host)
 
     def _check_finite(self) -> None:
-        body_qd = self.state.body_qd.numpy()
+        body_qd = self._host(self.state.body_qd)
+        # Fast path (every advance): all finite (a finite sum) and every linear speed surely below the limit
+        # (|v| <= sqrt(3) max|v_i|); anything else takes the exact check below.
+        if np.isfinite(body_qd.sum()) and np.abs(body_qd[:, :3]).max(initial=0.0) < MAX_SANE_SPEED / 1.75:
+            return
         speed = np.linalg.norm(body_qd[:, :3], axis=1) if len(body_qd) else np.zeros(0)
         if not np.all(np.isfinite(body_qd)) or np.any(speed > MAX_SANE_SPEED):
             worst = int(np.nanargmax(np.where(np.isfinite(speed), speed, np.inf))) if len(speed) else 0
@@ -781,6 +807,7 @@ class SimBackendNewton(SimBackend):
 
     def close(self) -> None:
         self._graph = None
+        self._host_views = {}
         self.model = self.state = self._next_state = self.control = None
         self._info = None
 

@@ -13,6 +13,7 @@ import numpy as np
 
 from vlatwin.writers.base import DatasetWriter
 from vlatwin.writers.encoding import color_key, id_palette, json_bytes, npy_bytes, png_bytes
+from vlatwin.writers.encoding import present_ids as _present_ids
 
 BASIC_WRITER_VERSION = "0.0.2"
 
@@ -36,10 +37,9 @@ class WriterBasic(DatasetWriter):
                 files[f"{prefix}rgb_{tag}.png"] = png_bytes(out["rgb"])
             for name in ("distance_to_camera", "distance_to_image_plane"):
                 if name in out:
-                    files[f"{prefix}{name}_{tag}.npy"] = npy_bytes(out[name].astype(np.float32))
+                    files[f"{prefix}{name}_{tag}.npy"] = npy_bytes(out[name].astype(np.float32, copy=False))
             if "normals" in out:
-                normals = ((out["normals"] * 0.5 + 0.5) * 255).clip(0, 255).astype(np.uint8)
-                files[f"{prefix}normals_{tag}.png"] = png_bytes(normals)
+                files[f"{prefix}normals_{tag}.png"] = png_bytes(_normals_u8(out["normals"]))
             if "semantic_segmentation" in out:
                 seg = out["semantic_segmentation"]
                 colors, labels = _colorize(seg["data"], {k: v for k, v in seg["info"]["idToLabels"].items()})
@@ -47,8 +47,9 @@ class WriterBasic(DatasetWriter):
                 files[f"{prefix}semantic_segmentation_labels_{tag}.json"] = json_bytes(labels)
             if "instance_segmentation" in out:
                 seg = out["instance_segmentation"]
-                colors, paths = _colorize(seg["data"], seg["info"]["idToLabels"])
-                present = set(_present_ids(seg["data"]).tolist())
+                ids_present = _present_ids(seg["data"])
+                colors, paths = _colorize(seg["data"], seg["info"]["idToLabels"], ids_present)
+                present = set(ids_present.tolist())
                 semantics = {
                     color_key(id_palette(np.array([int(i)]))[0]): seg["info"]["idToSemantics"][i]
                     for i in seg["info"]["idToSemantics"]
@@ -89,18 +90,27 @@ def metadata_bytes(seed: int) -> bytes:
     return json.dumps(meta).encode("utf-8")
 
 
-def _present_ids(ids: np.ndarray) -> np.ndarray:
-    """Sorted distinct ids of a small-id image (bincount beats np.unique on images by ~10x)."""
-    return np.flatnonzero(np.bincount(ids.ravel()))
+def _colorize(ids: np.ndarray, id_to_label: dict, present: np.ndarray | None = None) -> tuple[np.ndarray, dict]:
+    """Colour an id image; returns (RGBA image, {"(r, g, b, a)": label} for the ids present).
 
-
-def _colorize(ids: np.ndarray, id_to_label: dict) -> tuple[np.ndarray, dict]:
-    """Colour an id image; returns (RGBA image, {"(r, g, b, a)": label} for the ids present)."""
-    present = _present_ids(ids)
+    ``present``: the image's :func:`_present_ids`, when the caller already has them.
+    """
+    present = _present_ids(ids) if present is None else present
     lut_ids = np.arange(int(present.max()) + 1 if len(present) else 1)
     palette = id_palette(lut_ids)
     labels = {color_key(palette[i]): id_to_label.get(str(int(i)), "UNLABELLED") for i in present}
-    return palette[ids], labels
+    # One 4-byte word per pixel: a uint32 gather is several times faster than gathering (H, W, 4) rows.
+    words = np.ascontiguousarray(palette).view(np.uint32).reshape(-1)
+    return words.take(ids).view(np.uint8).reshape(*np.shape(ids), 4), labels
+
+
+def _normals_u8(normals: np.ndarray) -> np.ndarray:
+    """World normals [-1, 1] (H, W, C) float32 to the PNG's uint8 ((n + 1) / 2 * 255, truncated), in place on one buffer."""
+    scaled = normals * 0.5
+    scaled += 0.5
+    scaled *= 255
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 def decode_colorized(image: np.ndarray, labels: dict) -> tuple[np.ndarray, dict]:

@@ -11,7 +11,7 @@ import json
 import numpy as np
 
 from vlatwin.writers.base import DatasetWriter
-from vlatwin.writers.encoding import json_bytes
+from vlatwin.writers.encoding import json_bytes, present_ids
 
 
 class WriterCoco(DatasetWriter):
@@ -34,15 +34,16 @@ class WriterCoco(DatasetWriter):
             seg = out["instance_segmentation"]
             ids = seg["data"]
             height, width = ids.shape
+            # Column-major once: every mask compared from it is already in the layout pycocotools encodes.
+            ids_f = np.asfortranarray(ids)
             annotations = []
-            for inst in np.unique(ids):
-                inst = int(inst)
+            for inst in present_ids(ids).tolist():
                 if inst < 2:
                     continue
                 cls = seg["info"]["idToSemantics"][str(inst)]["class"]
                 if cls not in self.classes:  # filtered out (generate.class_filter)
                     continue
-                mask = np.asfortranarray((ids == inst).astype(np.uint8))
+                mask = (ids_f == inst).view(np.uint8)
                 rle = mask_utils.encode(mask)
                 x, y, w, h = (float(v) for v in mask_utils.toBbox(rle))
                 annotations.append(

@@ -7,6 +7,7 @@ Ids follow Replicator: semantic and instance id 0 = BACKGROUND, 1 = UNLABELLED, 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -32,10 +33,12 @@ class LabelTable:
     def class_id(self, name: str) -> int:
         return self.classes.index(name) + 2
 
-    @property
+    @cached_property
     def instance_semantic_ids(self) -> np.ndarray:
-        """(I,) semantic id of each instance."""
-        return np.array([self.class_id(c) for c in self.instance_classes], dtype=np.uint32)
+        """(I,) semantic id of each instance (read-only; computed once)."""
+        ids = np.array([self.class_id(c) for c in self.instance_classes], dtype=np.uint32)
+        ids.flags.writeable = False
+        return ids
 
     def id_to_labels(self) -> dict[str, dict[str, str]]:
         """Replicator ``idToLabels`` for semantic ids."""
@@ -43,14 +46,20 @@ class LabelTable:
         out.update({str(self.class_id(c)): {"class": c} for c in self.classes})
         return out
 
+    @cached_property
+    def _shape_lookup(self) -> tuple[np.ndarray, np.ndarray]:
+        """(semantic id, instance id) uint32 per shape index, plus a last entry for a miss (background)."""
+        inst = np.asarray(self.shape_instance)
+        instance = np.where(inst >= 0, inst + 2, np.where(inst == -1, UNLABELLED_ID, BACKGROUND_ID))
+        instance = np.append(instance, BACKGROUND_ID).astype(np.uint32)
+        sem_of_inst = np.concatenate([[BACKGROUND_ID, UNLABELLED_ID], self.instance_semantic_ids]).astype(np.uint32)
+        return sem_of_inst[instance], instance
+
     def lookup_images(self, shape_index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(semantic ids, instance ids) images (H, W) uint32 from a renderer shape-index image."""
-        miss = shape_index >= len(self.shape_instance)
-        safe = np.where(miss, 0, shape_index).astype(np.int64)
-        inst_index = np.where(miss, -2, self.shape_instance[safe])
-        instance = np.where(inst_index >= 0, inst_index + 2, np.where(inst_index == -1, UNLABELLED_ID, BACKGROUND_ID))
-        sem_of_inst = np.concatenate([[BACKGROUND_ID, UNLABELLED_ID], self.instance_semantic_ids]).astype(np.uint32)
-        return sem_of_inst[instance], instance.astype(np.uint32)
+        semantic, instance = self._shape_lookup
+        # "clip": every index past the last shape (0xFFFFFFFF = miss) reads the table's last entry, background.
+        return semantic.take(shape_index, mode="clip"), instance.take(shape_index, mode="clip")
 
 
 def build_label_table(stage, shape_paths) -> LabelTable:

@@ -55,11 +55,22 @@ class LidarNewton(Sensor):
         self.reflectivity = shape_reflectivity(stage, list(sim.model.shape_label), self.labels)
         self._static_pattern = make_pattern(profile) if profile.pattern != "rosette" else None
         self._buffers: dict[int, dict] = {}
+        self._tables_key = None
+        self._last_pattern = None
+        self._blocks_cache = None
+        self._scan_buffer = np.empty(0, dtype=POINT_DTYPE)
 
     def _block_slices(self, pattern) -> list[slice]:
-        # Beams are ordered by column, so a block of columns is a contiguous range of beams.
-        edges = np.searchsorted(pattern.columns, np.linspace(0, pattern.n_columns, self.blocks + 1).round().astype(int))
-        return [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+        return self._blocks_of(pattern)[0]
+
+    def _blocks_of(self, pattern) -> tuple[list[slice], list[float]]:
+        """(beam range, mean firing time [s]) of each column block; computed once per pattern."""
+        if self._blocks_cache is None or self._blocks_cache[0] is not pattern:
+            # Beams are ordered by column, so a block of columns is a contiguous range of beams.
+            edges = np.searchsorted(pattern.columns, np.linspace(0, pattern.n_columns, self.blocks + 1).round().astype(int))
+            slices = [slice(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+            self._blocks_cache = (pattern, slices, [float(pattern.times[block].mean()) for block in slices])
+        return self._blocks_cache[1], self._blocks_cache[2]
 
     def _buffers_for_new(self, n: int) -> dict:
         s, wp = self._sensor, self._wp
@@ -79,9 +90,26 @@ class LidarNewton(Sensor):
 
     @staticmethod
     def _upload(buf: dict, directions_s: np.ndarray) -> None:
-        rays = np.zeros((1, len(directions_s), 1, 2, 3), dtype=np.float32)
-        rays[0, :, 0, 1] = directions_s
-        buf["rays"].assign(rays)
+        rays = buf["rays"]
+        if rays.device.is_cpu:
+            # In place through the zero-copy view; origins (index 0) stay zero as allocated.
+            rays.numpy()[0, :, 0, 1] = directions_s
+            return
+        host = np.zeros((1, len(directions_s), 1, 2, 3), dtype=np.float32)
+        host[0, :, 0, 1] = directions_s
+        rays.assign(host)
+
+    @staticmethod
+    def _host(buf: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+        """(depth, shape index, normal, transform) as numpy: on CPU zero-copy views made once per buffer
+        (``.numpy()`` costs ~4 us a call), elsewhere fresh copies (transform None: written with assign)."""
+        host = buf.get("host")
+        if host is None:
+            host = (buf["depth"].numpy()[0, 0], buf["shape"].numpy()[0, 0], buf["normal"].numpy()[0, 0])
+            if not buf["depth"].device.is_cpu:
+                return (*host, None)
+            host = buf["host"] = (*host, buf["transform"].numpy().reshape(7))
+        return host
 
     def cast(self, directions_s: np.ndarray, T_w_s: np.ndarray, *, cache_key=None):
         """Cast beams (sensor frame) from pose ``T_w_s``: (range [m] inf = miss, shape index, world normals).
@@ -89,17 +117,28 @@ class LidarNewton(Sensor):
         ``cache_key`` marks directions that repeat every scan (static patterns, no jitter): their ray
         buffer is uploaded once.
         """
+        depth, shape, normal = self._cast(directions_s, T_w_s, cache_key=cache_key)
+        depth[~(depth > 0)] = np.inf
+        return depth, shape, normal
+
+    def _cast(self, directions_s: np.ndarray, T_w_s: np.ndarray, *, cache_key=None):
+        """:meth:`cast` with the renderer's miss value left in place (range 0)."""
         n = len(directions_s)
         if cache_key is not None:
-            buf = self._buffers.setdefault(("static", cache_key), dict(self._buffers_for_new(n)))
-            if "uploaded" not in buf:
+            buf = self._buffers.get(("static", cache_key))
+            if buf is None:
+                buf = self._buffers[("static", cache_key)] = dict(self._buffers_for_new(n))
                 self._upload(buf, directions_s)
-                buf["uploaded"] = True
         else:
             buf = self._buffers_for(n)
             self._upload(buf, directions_s)
         w, x, y, z = matrix_to_quat_wxyz(T_w_s[:3, :3])
-        buf["transform"].assign(np.array([[*T_w_s[:3, 3], x, y, z, w]], dtype=np.float32))
+        pose = (*T_w_s[:3, 3], x, y, z, w)
+        transform = buf.get("host", (None,) * 4)[3]
+        if transform is not None:
+            transform[:] = pose  # the captured transform buffer, written in place (float32 as assign() casts)
+        else:
+            buf["transform"].assign(np.array([pose], dtype=np.float32))
         self._sensor.update(
             self.sim.state,
             buf["transform"],
@@ -109,9 +148,7 @@ class LidarNewton(Sensor):
             normal_image=buf["normal"],
         )
         # Views of the render buffers (CPU: no copy); callers use them before the next cast.
-        depth = buf["depth"].numpy()[0, 0]
-        depth[~(depth > 0)] = np.inf
-        return depth, buf["shape"].numpy()[0, 0], buf["normal"].numpy()[0, 0]
+        return self._host(buf)[:3]
 
     # ------------------------------------------------------------- sensor seam
     def set_pose_fn(self, pose_at: Callable[[float], np.ndarray]) -> None:
@@ -119,15 +156,27 @@ class LidarNewton(Sensor):
         self._pose_at = pose_at
 
     def _pattern(self, index: int):
-        return self._static_pattern or make_pattern(self.profile, scan_index=index)
+        if self._static_pattern is not None:
+            return self._static_pattern
+        # Rosettes differ per scan: schedule(), duration_steps() and begin() all ask for the same one.
+        if self._last_pattern is None or self._last_pattern[0] != index:
+            self._last_pattern = (index, make_pattern(self.profile, scan_index=index))
+        return self._last_pattern[1]
 
     def schedule(self, physics_dt: float, index: int = 0):
         """One sample per column block, at the block's mean firing time rounded to whole physics steps."""
         pattern = self._pattern(index)
-        return tuple(int(round(float(pattern.times[block].mean()) / physics_dt)) for block in self._block_slices(pattern))
+        return tuple(int(round(t_block / physics_dt)) for t_block in self._blocks_of(pattern)[1])
 
     def duration_steps(self, physics_dt: float, index: int = 0) -> int:
         return max(int(round(self.profile.scan_time / physics_dt)), self.schedule(physics_dt, index)[-1])
+
+    def _shape_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        key = (id(self.labels), id(self.reflectivity))
+        if self._tables_key != key:
+            self._tables = shape_tables(self.labels, self.reflectivity)
+            self._tables_key = key
+        return self._tables
 
     def begin(self, context: CaptureContext) -> None:
         if self._pose_at is None:
@@ -135,8 +184,13 @@ class LidarNewton(Sensor):
         self._rng = context.rng if self._noise else None
         self.last_start_time = context.start_time
         self._scan_pattern = self._pattern(context.index)
-        self._blocks = self._block_slices(self._scan_pattern)
-        self._chunks = []
+        self._blocks, self._block_times = self._blocks_of(self._scan_pattern)
+        # Points go straight into a scan-sized buffer that finish() shrinks to the filled part and hands out.
+        self._scan_buffer = np.empty(len(self._scan_pattern.times), dtype=POINT_DTYPE)
+        # x, y, z are the first three float32 fields: one (N, 3) view writes them together (made once per
+        # scan: numpy's structured-view safety check costs ~70 us).
+        self._scan_xyz = self._scan_buffer.view(_XYZ_VIEW)["xyz"]
+        self._count = 0
 
     def sample(self, k: int) -> None:
         """Cast block ``k`` from the current state (the loop has refit the scene for this step)."""
@@ -144,35 +198,48 @@ class LidarNewton(Sensor):
         block = self._blocks[k]
         static = self._static_pattern is not None and (rng is None or profile.angular_sigma_deg <= 0)
         times = pattern.times[block]
-        t_block = float(times.mean())
-        T_w_s = self._pose_at(t_block)
+        T_w_s = self._pose_at(self._block_times[k])
         nominal = pattern.directions_s[block]
         cast_dirs = jitter_directions(nominal, profile.angular_sigma_deg, rng) if rng is not None else nominal
-        depth, shape_index, normals_w = self.cast(cast_dirs, T_w_s, cache_key=k if static else None)
-        # Only beams that hit inside the range limits need the per-return model.
-        hit = np.flatnonzero((depth >= profile.min_range) & (depth <= profile.max_range))
-        dirs_w = cast_dirs[hit] @ T_w_s[:3, :3].T.astype(np.float32)
-        cos_inc = np.abs(np.einsum("ij,ij->i", normals_w[hit], dirs_w))
-        shapes = shape_index[hit]
-        valid_shape = shapes < len(self.reflectivity)
-        refl = np.where(valid_shape, self.reflectivity[np.where(valid_shape, shapes, 0)], 0.0)
-        keep, measured, intensity = returns(depth[hit], cos_inc, refl, profile, rng)
-        sel = hit[keep]
-        semantic, instance = self.labels.lookup_images(shapes[keep])
-        pts = np.empty(len(sel), dtype=POINT_DTYPE)
-        xyz = nominal[sel] * measured[keep, None]
-        pts["x"], pts["y"], pts["z"] = xyz[:, 0], xyz[:, 1], xyz[:, 2]
-        pts["intensity"] = intensity[keep]
-        pts["t"] = times[sel]
-        pts["ring"] = pattern.rings[block][sel]
-        pts["class"] = semantic
-        pts["instance"] = instance
-        self._chunks.append(pts)
+        depth, shape_index, normals_w = self._cast(cast_dirs, T_w_s, cache_key=k if static else None)
+        # Only beams that hit inside the range limits need the per-return model (a miss reads 0, which only a
+        # zero min_range would let in). Row gathers use take() (4x faster than fancy indexing on (N, 3)
+        # arrays); every value is computed as before.
+        in_range = depth >= profile.min_range
+        in_range &= depth <= profile.max_range
+        if not profile.min_range > 0:
+            in_range &= depth > 0
+        hit = np.flatnonzero(in_range)
+        dirs_hit = cast_dirs.take(hit, axis=0)
+        dirs_w = dirs_hit @ T_w_s[:3, :3].T.astype(np.float32)
+        normals_hit = normals_w.take(hit, axis=0)
+        cos_inc = np.abs(np.einsum("ij,ij->i", normals_hit, dirs_w))
+        refl_of, semantic_of, instance_of = self._shape_tables()
+        shape_row = np.minimum(shape_index.take(hit), len(refl_of) - 1)
+        keep, measured, intensity = returns(depth.take(hit), cos_inc, refl_of.take(shape_row), profile, rng)
+        kept = np.flatnonzero(keep)
+        sel = hit.take(kept)
+        kept_rows = shape_row.take(kept)
+        start, stop = self._count, self._count + len(sel)
+        pts, xyz = self._scan_buffer[start:stop], self._scan_xyz[start:stop]
+        directions = dirs_hit.take(kept, axis=0) if cast_dirs is nominal else nominal.take(sel, axis=0)
+        np.multiply(directions, measured.take(kept)[:, None], out=xyz)
+        pts["intensity"] = intensity.take(kept)
+        pts["t"] = times.take(sel)
+        pts["ring"] = pattern.rings[block].take(sel)
+        pts["class"] = semantic_of.take(kept_rows)
+        pts["instance"] = instance_of.take(kept_rows)
+        self._count = stop
 
     def finish(self) -> np.ndarray:
         """The scan as a :data:`POINT_DTYPE` array."""
-        chunks, self._chunks = self._chunks, []
-        return np.concatenate(chunks) if chunks else np.empty(0, dtype=POINT_DTYPE)
+        count, points = self._count, self._scan_buffer
+        self._count, self._scan_buffer, self._scan_xyz = 0, np.empty(0, dtype=POINT_DTYPE), None
+        try:
+            points.resize(count)  # in place (realloc): no copy, no memory held past the points
+        except ValueError:  # the buffer is still referenced somewhere (refcheck): copy out instead
+            points = points[:count].copy()
+        return points
 
     def scan(
         self,
@@ -196,6 +263,25 @@ class LidarNewton(Sensor):
         for k in range(len(self._blocks)):
             self.sample(k)
         return self.finish()
+
+
+def shape_tables(labels, reflectivity: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per renderer shape index: (reflectivity float32, semantic id, instance id), built once per scene.
+
+    Each table has one extra last entry that stands for every index past the tables (a miss: reflectivity
+    0, background ids), so ``table[np.minimum(shape, len(table) - 1)]`` equals the per-scan lookup
+    ``reflectivity[shape]`` / ``labels.lookup_images(shape)`` with misses handled.
+    """
+    n = max(len(labels.shape_instance), len(reflectivity))
+    refl = np.zeros(n + 1, dtype=np.float32)
+    refl[: len(reflectivity)] = reflectivity
+    semantic, instance = labels.lookup_images(np.arange(n + 1, dtype=np.uint32))
+    return refl, semantic, instance
+
+
+_XYZ_VIEW = np.dtype({"names": ["xyz"], "formats": [("<f4", (3,))], "offsets": [0], "itemsize": POINT_DTYPE.itemsize})
+"""A :data:`POINT_DTYPE` record seen as its leading (x, y, z) float32 triple."""
+assert [POINT_DTYPE.fields[f][1] for f in "xyz"] == [0, 4, 8] and POINT_DTYPE["x"] == np.float32
 
 
 def points_to_world(points: np.ndarray, pose_at: Callable[[float], np.ndarray], profile, blocks: int) -> np.ndarray:

@@ -56,15 +56,31 @@ def returns(
         (keep mask (N,), measured range (N,), intensity (N,)).
     """
     r = range_true
-    keep = np.isfinite(r) & (r >= profile.min_range) & (r <= profile.max_range)
+    # NaN and +-inf fail the range test on their own (min_range >= 0), so no separate isfinite pass.
+    keep = r >= profile.min_range
+    keep &= r <= profile.max_range
     measured = r.astype(np.float32, copy=True)
     if rng is not None:
         d = profile.dropout
-        p = d.base + d.at_max_range * (r / profile.max_range) ** 2 + d.grazing * (1.0 - cos_incidence) ** 2
+        # p = base + at_max_range * (r / r_max)^2 + grazing * (1 - cos)^2, the same float operations in the
+        # same order, on as few temporaries as possible.
+        p = r / profile.max_range
+        np.square(p, out=p)
+        np.multiply(p, d.at_max_range, out=p)
+        np.add(p, d.base, out=p)
+        grazing = np.subtract(1.0, cos_incidence)
+        np.square(grazing, out=grazing)
+        np.multiply(grazing, d.grazing, out=grazing)
+        p = np.add(p, grazing, out=p if p.dtype == np.result_type(p, grazing) else None)
         keep &= rng.random(r.shape, dtype=np.float32) >= p
         if profile.range_sigma > 0:
-            measured += rng.standard_normal(r.shape, dtype=np.float32) * np.float32(profile.range_sigma)
+            noise = rng.standard_normal(r.shape, dtype=np.float32)
+            measured += np.multiply(noise, np.float32(profile.range_sigma), out=noise)
     with np.errstate(divide="ignore", invalid="ignore"):
-        falloff = np.minimum(1.0, (REFERENCE_RANGE / np.where(keep, r, REFERENCE_RANGE)) ** 2)
-    intensity = np.clip(reflectivity * cos_incidence * falloff, 0.0, 1.0).astype(np.float32)
-    return keep, measured, intensity
+        falloff = np.divide(REFERENCE_RANGE, np.where(keep, r, REFERENCE_RANGE))
+        np.square(falloff, out=falloff)
+        np.minimum(falloff, 1.0, out=falloff)
+    intensity = reflectivity * cos_incidence
+    intensity = np.multiply(intensity, falloff, out=intensity if intensity.dtype == np.result_type(intensity, falloff) else None)
+    np.clip(intensity, 0.0, 1.0, out=intensity)
+    return keep, measured, intensity.astype(np.float32, copy=False)
