@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from pathlib import Path
 
@@ -30,6 +31,17 @@ def register(groups) -> None:
     gen.add_argument("--seed", type=int, default=None, help="randomization seed (default: generate.seed)")
     gen.add_argument("--resume", action="store_true", help="continue an interrupted run in --out")
     gen.add_argument("--workers", type=int, default=1, help="render threads, each with its own simulator (default: 1)")
+    gen.add_argument(
+        "--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+        help="shard frames over --workers Ray actors: a local Ray (no ADDRESS) or the cluster at ADDRESS "
+        "(ray://HOST:10001, auto); same files as without --ray",
+    )
+    gen.add_argument(
+        "--render", choices=("raster", "cycles"), default=None,
+        help="RGB renderer for every camera: raster (Newton ray cast, fast) or cycles (Blender Cycles path tracer, "
+        "photoreal; pip install 'vlatwin[photoreal]'); labels always come from the exact ray cast "
+        "(default: each camera's generate.camera_options.<camera>.render, else raster)",
+    )
     gen.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     gen.set_defaults(func=cmd_generate)
 
@@ -48,6 +60,10 @@ def register(groups) -> None:
 def cmd_generate(args: argparse.Namespace) -> int:
     from vlatwin.sdg.pipeline import generate
 
+    if args.ray is not None:
+        from vlatwin.scale.generate import generate_ray as generate
+
+        generate = functools.partial(generate, address=args.ray)
     result = generate(
         args.config,
         args.out,
@@ -57,6 +73,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
         workers=args.workers,
         progress=not args.no_progress and sys.stderr.isatty(),
         settings=args.settings,
+        **({"render": args.render} if args.render else {}),
     )
     skipped = f" ({result.frames_skipped} already done)" if result.frames_skipped else ""
     print(

@@ -349,7 +349,8 @@ class LightCfg(StrictModel):
     name: str = Field(pattern=NAME_PATTERN)
     type: Literal["distant", "dome", "sphere", "rect"]
     intensity: float = Field(gt=0.0, le=MAX_INTENSITY)
-    """USD intensity (nits-like units; Isaac's RTX uses them as is)."""
+    """UsdLux intensity: luminance of the emitter [nit]; for a distant light the illuminance it gives [lux]
+    (authored with ``inputs:normalize``). Isaac Sim's RTX and vlatwin's Cycles camera read the same units."""
     exposure: float = Field(0.0, ge=-MAX_EXPOSURE, le=MAX_EXPOSURE)
     """[EV]: the light is scaled by 2^exposure."""
     color: ColorRGB = (1.0, 1.0, 1.0)
@@ -365,6 +366,22 @@ class LightCfg(StrictModel):
     """Rect light width [m]."""
     height: float = Field(1.0, gt=0.0, le=MAX_SIZE)
     """Rect light height [m]."""
+    texture: Path | None = None
+    """Dome light only: an equirectangular (lat-long) environment image (.hdr, .exr, .png, .jpg), relative
+    to the config file; scaled by ``intensity`` [nit] and ``color``. Z is up (the stage's up axis)."""
+
+    @field_validator("texture")
+    @classmethod
+    def _texture_file(cls, value, info: ValidationInfo):
+        from vlatwin.config.base import resolve_existing_file
+
+        return resolve_existing_file(value, info)
+
+    @model_validator(mode="after")
+    def _texture_on_dome(self):
+        if self.texture is not None and self.type != "dome":
+            raise ValueError(f"texture: only a dome light takes an environment image (this light is {self.type!r})")
+        return self
 
 
 class CameraCfg(StrictModel):
@@ -390,6 +407,10 @@ class CameraCfg(StrictModel):
     """Sensor width [mm] (Isaac Sim's default)."""
     clipping_range: tuple[float, float] = (0.01, 100.0)
     """Near, far [m]; far at most 1e7."""
+    f_stop: float = Field(0.0, ge=0.0, le=1e3)
+    """Aperture f-number for depth of field (0 = pinhole, everything sharp); used by ``render: cycles``."""
+    focus_distance: float = Field(0.0, ge=0.0, le=1e6)
+    """Distance to the plane in focus [m] (0 = the look-at point)."""
 
     @field_validator("resolution")
     @classmethod

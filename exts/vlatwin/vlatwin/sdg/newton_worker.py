@@ -36,6 +36,7 @@ class FrameWorkerNewton(Worker):
         self.renderer = CameraRendererNewton(self.sim, stage, shadows=gen.shadows, samples_per_pixel=spp)
         self._geometry_cache: dict = {}
         self.cameras = []
+        self.photoreal = make_photoreal(config, stage_path, stage, self.sim, cameras)
         for cam in cameras:
             options = gen.camera_options.get(cam.name)
             lens = options.lens if options else None
@@ -43,15 +44,32 @@ class FrameWorkerNewton(Worker):
                 cam, distortion=lens.distortion if lens else (), model=lens.model if lens else "pinhole"
             )
             self.renderer.add_camera(cam.name, model)
-            self.cameras.append(
-                CameraSensorNewton(
-                    self.renderer, cam, model, options, gen.annotators, gen.randomize.cameras, gen.class_filter, self._geometry
+            args = (self.renderer, cam, model, options, gen.annotators, gen.randomize.cameras, gen.class_filter, self._geometry)
+            if options is not None and options.render == "cycles":
+                from vlatwin.sensors.camera.cycles_sensor import CameraSensorCycles
+
+                try:
+                    self.photoreal.add_camera(cam.name, model, options.cycles, usd_camera=find_camera_prim(stage, cam.name))
+                except BaseException:
+                    self.close()
+                    raise
+                self.cameras.append(
+                    CameraSensorCycles(
+                        *args, photoreal=self.photoreal, body_poses=lambda: self.sim.get_state().body_pose_w,
+                        exposure_scale=2.0 ** (self.photoreal_ev100 - options.cycles.ev100),
+                    )
                 )
-            )
+            else:
+                self.cameras.append(CameraSensorNewton(*args))
         if gen.checker_textures:
             self.renderer.use_checker_texture(gen.checker_textures)
         self._texture_images = textures or {}
-        self.randomizer = SceneRandomizer(config, self.sim, self.renderer)
+        if self.photoreal is not None:
+            from vlatwin.sensors.camera.cycles_sensor import RendererFanout
+
+            self.randomizer = SceneRandomizer(config, self.sim, RendererFanout(self.renderer, self.photoreal))
+        else:
+            self.randomizer = SceneRandomizer(config, self.sim, self.renderer)
         self.lidars = []
         for lidar_cfg in config.scene.lidars:
             sensor = LidarNewton(
@@ -60,6 +78,10 @@ class FrameWorkerNewton(Worker):
             )
             sensor.set_pose_fn(lidar_pose_fn(self.sim, lidar_cfg))
             self.lidars.append(sensor)
+
+    @property
+    def photoreal_ev100(self) -> float:
+        return self.photoreal.ev100
 
     def _geometry(self):
         """Instance geometry at the current physics step (shared by the cameras sampling at that step)."""
@@ -81,6 +103,10 @@ class FrameWorkerNewton(Worker):
                 {cls: self._texture_images[cls][i][1] for cls, i in chosen.items()}, repeat=gen.texture_repeat
             )
             record["textures"] = {cls: self._texture_images[cls][i][0] for cls, i in chosen.items()}
+            if self.photoreal is not None:
+                self.photoreal.set_textures(
+                    {cls: self._texture_images[cls][i][1] for cls, i in chosen.items()}, self.renderer.labels, repeat=gen.texture_repeat
+                )
         if gen.settle_steps:
             self.sim.advance(gen.settle_steps)
         data = capture(self.sim, [*self.cameras, *self.lidars], index=index, rng=rng, refit=self.sim.refit_render_scene)
@@ -98,7 +124,37 @@ class FrameWorkerNewton(Worker):
         return result.outputs, result.record
 
     def close(self) -> None:
+        if getattr(self, "photoreal", None) is not None:
+            self.photoreal.close()
+            self.photoreal = None
         self.sim.close()
+
+
+def make_photoreal(config, stage_path, stage, sim, cameras):
+    """The process's Cycles renderer when a camera asks for ``render: cycles`` (else None).
+
+    One renderer serves every Cycles camera at the first one's exposure; the others are rescaled.
+    """
+    gen = config.generate
+    photoreal = [c for c in cameras if c.name in gen.camera_options and gen.camera_options[c.name].render == "cycles"]
+    if not photoreal:
+        return None
+    from vlatwin.sensors.camera.cycles_renderer import CyclesRenderer
+
+    ev100 = gen.camera_options[photoreal[0].name].cycles.ev100
+    renderer = CyclesRenderer(stage_path, stage, list(sim.info.body_paths), ev100=ev100)
+    renderer.ev100 = ev100
+    return renderer
+
+
+def find_camera_prim(stage, name: str):
+    """The USD camera prim named ``name`` (``/World/Cameras/<name>`` first), or None."""
+    from pxr import UsdGeom
+
+    prim = stage.GetPrimAtPath(f"/World/Cameras/{name}")
+    if prim and prim.IsA(UsdGeom.Camera):
+        return prim
+    return next((p for p in stage.Traverse() if p.IsA(UsdGeom.Camera) and p.GetName() == name), None)
 
 
 def lidar_pose_fn(sim, lidar_cfg):

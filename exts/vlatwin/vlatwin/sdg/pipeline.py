@@ -124,12 +124,17 @@ class DatasetRun:
         backend: str = "newton",
         settings: str | Path | None = None,
         kit_settings: dict | None = None,
+        render: str | None = None,
         _defer_workers: bool = False,
     ):
         from vlatwin.sdg.randomize import with_distractors
 
         config_path = Path(config_path)
         config, config_text, from_stage = load_run_source(config_path, settings)
+        if render is not None:
+            config = with_render(config, render)
+            config_text += f"\n# --render {render}"
+        _check_render(config, backend, workers)
         gen = config.generate
         self.frames = gen.frames if frames is None else frames
         self.seed = gen.seed if seed is None else seed
@@ -251,16 +256,7 @@ class DatasetRun:
 
     def write_frame(self, frame: int, outputs: dict, record: dict) -> dict[str, str]:
         """Encode and write one rendered frame atomically; returns {relative path: sha256}."""
-        files: dict[str, str] = {}
-        for writer in self.writers:
-            payload = outputs["lidars"] if getattr(writer, "lidar_names", None) is not None else outputs["cameras"]
-            if not payload:
-                continue
-            for rel, data in writer.encode_frame(frame, payload).items():
-                files[rel] = atomic_write_bytes(self.out_dir / rel, data)
-        rel = f"frames/frame_{frame:04d}.json"
-        files[rel] = atomic_write_bytes(self.out_dir / rel, json.dumps({"frame": frame, "randomization": record}, indent=2).encode())
-        return files
+        return {rel: atomic_write_bytes(self.out_dir / rel, data) for rel, data in encode_frame(self.writers, frame, outputs, record).items()}
 
     def step(self) -> int | None:
         """Render, write and record the next remaining frame on this thread; None when all are done."""
@@ -299,7 +295,11 @@ class DatasetRun:
 
     def run(self, *, progress: bool = True, queue_size: int = 4) -> GenerateResult:
         """Render all remaining frames with the render threads + writer thread, then finalize."""
-        written, wall = _run_frames(self, self.todo, queue_size, progress)
+        try:
+            written, wall = _run_frames(self, self.todo, queue_size, progress)
+        except BaseException:
+            self._close_workers()  # finished frames stay on disk for --resume; engines (e.g. Blender's scene) are freed
+            raise
         self.frames_written += written
         self.todo = []
         self.finalize()
@@ -308,6 +308,9 @@ class DatasetRun:
     def finalize(self) -> None:
         """Files built from all finished frames (COCO JSON), and the completion mark."""
         self._finalize_files()
+        self._close_workers()
+
+    def _close_workers(self) -> None:
         for worker in self.workers:
             close = getattr(worker, "close", None)
             if close is not None:
@@ -323,7 +326,49 @@ class DatasetRun:
         self._mark(complete=set(range(self.frames)) <= set(finished))
 
 
+def encode_frame(writers, frame: int, outputs: dict, record: dict) -> dict[str, bytes]:
+    """Every file of one rendered frame, ``{relative path: bytes}`` (no I/O: Ray workers encode, the driver writes)."""
+    files: dict[str, bytes] = {}
+    for writer in writers:
+        payload = outputs["lidars"] if getattr(writer, "lidar_names", None) is not None else outputs["cameras"]
+        if payload:
+            files.update(writer.encode_frame(frame, payload))
+    files[f"frames/frame_{frame:04d}.json"] = json.dumps({"frame": frame, "randomization": record}, indent=2).encode()
+    return files
+
+
 USD_SUFFIXES = (".usd", ".usda", ".usdc")
+RENDERERS = ("raster", "cycles")
+
+
+def with_render(config, render: str):
+    """``config`` with every camera's RGB renderer set to ``render`` (``--render``); other camera options kept."""
+    from vlatwin.config.generate_cfg import CameraOverrideCfg
+
+    if render not in RENDERERS:
+        raise VlatwinError(f"--render: unknown renderer {render!r}; choose {' or '.join(RENDERERS)}")
+    gen = config.generate
+    options = dict(gen.camera_options)
+    for cam in config.scene.cameras:
+        options[cam.name] = options.get(cam.name, CameraOverrideCfg()).model_copy(update={"render": render})
+    return config.model_copy(update={"generate": gen.model_copy(update={"camera_options": options})})
+
+
+def _check_render(config, backend: str, workers: int) -> None:
+    """``render: cycles`` runs on the embedded backend, one Blender scene per process: one line otherwise."""
+    cycles = sorted(name for name, o in config.generate.camera_options.items() if o.render == "cycles")
+    if not cycles:
+        return
+    if backend == "isaacsim":
+        raise VlatwinError(
+            f"cameras {cycles}: render: cycles is the embedded backend's path tracer; Isaac Sim renders RTX itself "
+            "(remove render: cycles / --render, or use --backend newton)"
+        )
+    if workers > 1:
+        raise VlatwinError(
+            f"cameras {cycles}: render: cycles holds one Blender scene per process, so --workers must be 1; "
+            "scale Cycles out over processes with --ray"
+        )
 
 
 def _check_isaac_lidars(config, config_path) -> None:
@@ -422,10 +467,15 @@ def generate(
     queue_size: int = 4,
     backend: str = "newton",
     settings: str | Path | None = None,
+    render: str | None = None,
 ) -> GenerateResult:
-    """Write a dataset for the config (or USD stage) at ``config_path`` into ``out_dir`` (see :class:`DatasetRun`)."""
+    """Write a dataset for the config (or USD stage) at ``config_path`` into ``out_dir`` (see :class:`DatasetRun`).
+
+    ``render``: ``raster`` | ``cycles`` for every camera (default: each camera's ``camera_options.<name>.render``).
+    """
     job = DatasetRun(
-        config_path, out_dir, frames=frames, seed=seed, resume=resume, workers=workers, backend=backend, settings=settings
+        config_path, out_dir, frames=frames, seed=seed, resume=resume, workers=workers, backend=backend, settings=settings,
+        render=render,
     )
     return job.run(progress=progress, queue_size=queue_size)
 

@@ -20,8 +20,16 @@ def spawn_light(stage, cfg):
     if cfg.type == "distant":
         light = UsdLux.DistantLight.Define(stage, path)
         light.CreateAngleAttr(float(cfg.angle_deg))
+        # Normalized: intensity is the illuminance [lux] on a surface facing the light, whatever its angle
+        # (unnormalized, UsdLux reads it as the sun disc's luminance: 3000 nit over 1 deg is under 1 lux).
+        light.CreateNormalizeAttr(True)
     elif cfg.type == "dome":
         light = UsdLux.DomeLight.Define(stage, path)
+        if cfg.texture is not None:
+            from pxr import Sdf
+
+            light.CreateTextureFileAttr(Sdf.AssetPath(str(cfg.texture)))
+            light.CreateTextureFormatAttr(UsdLux.Tokens.latlong)
     elif cfg.type == "sphere":
         light = UsdLux.SphereLight.Define(stage, path)
         light.CreateRadiusAttr(float(cfg.radius))
@@ -51,6 +59,10 @@ def spawn_camera(stage, cfg):
     camera.CreateHorizontalApertureAttr(float(cfg.horizontal_aperture))
     camera.CreateVerticalApertureAttr(round_authored(cfg.vertical_aperture))
     camera.CreateClippingRangeAttr(Gf.Vec2f(*map(float, cfg.clipping_range)))
+    if cfg.f_stop > 0:
+        focus = cfg.focus_distance or float(np.linalg.norm(np.subtract(cfg.look_at, cfg.position)))
+        camera.CreateFStopAttr(round_authored(cfg.f_stop))
+        camera.CreateFocusDistanceAttr(round_authored(focus))
     rot = look_at_matrix(cfg.position, cfg.look_at, cfg.up)
     set_local_pose(camera, pos=cfg.position, rot=rot)
     # Resolution is not a UsdGeom.Camera property; keep it on the prim so both backends agree.

@@ -139,6 +139,10 @@ def _unpack_hook(obj: dict) -> Any:
         data = obj.get(b"data")
         if not isinstance(data, (bool, int, float, str, bytes)):
             raise WireError(f"numpy scalar: 'data' must be a number or string, got {type(data).__name__}")
+        if isinstance(data, int) and not isinstance(data, bool) and dt.kind in "iu":
+            info = np.iinfo(dt)
+            if not info.min <= data <= info.max:  # numpy 1.x wraps around silently where 2.x raises
+                raise WireError(f"numpy scalar: {_short(data)} is out of range for {dt.str!r}")
         try:
             return dt.type(data)
         except Exception as exc:  # noqa: BLE001 - overflow, bad literal...

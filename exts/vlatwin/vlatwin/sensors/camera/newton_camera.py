@@ -169,10 +169,14 @@ class CameraRendererNewton:
 
     def set_instance_color(self, prim_path: str, rgb) -> None:
         """Recolour every shape of a labelled prim (linear RGB 0..1)."""
+        from vlatwin.sensors.camera.photometry import srgb_encode
+
         inst = self.labels.instance_paths.index(prim_path)
         colors = self.model.shape_color.numpy()
         shapes = np.flatnonzero(self.labels.shape_instance == inst)
-        colors[shapes] = np.asarray(rgb, dtype=colors.dtype)
+        # Newton stores shape colours sRGB-encoded (its kernel decodes them; its USD import encodes the
+        # authored linear colours), so a linear colour is encoded here, as USD colours are.
+        colors[shapes] = srgb_encode(np.asarray(rgb, dtype=np.float64)).astype(colors.dtype)
         self.model.shape_color.assign(colors)
 
     def set_body_scale(self, body_path: str, factor: float) -> None:
@@ -308,7 +312,7 @@ class CameraRendererNewton:
             depth_ray=ann.depth_from_renderer(cam["depth"].numpy()[0]),
             depth_plane=ann.depth_from_renderer(cam["forward"].numpy()[0]),
             shape_index=cam["shape"].numpy()[0].copy(),
-            normals_w=cam["normal"].numpy()[0].astype(np.float32).copy(),
+            normals_w=cam["normal"].numpy()[0].astype(np.float32),  # astype copies: the buffer is reused
         )
 
     # -------------------------------------------------------- annotate
