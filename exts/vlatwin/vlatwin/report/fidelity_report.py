@@ -42,6 +42,7 @@ from vlatwin.report.twin_report import (
     _nice_ticks,
     _tick_label,
     line_plot_svg,
+    plot_frame,
 )
 from vlatwin.writers.storage import atomic_write_bytes
 
@@ -337,42 +338,14 @@ def band_plot_svg(
     t0, t1 = float(t.min()), float(t.max())
     if t1 <= t0:
         t1 = t0 + 1.0
-    y0, y1 = (float(all_y.min()), float(all_y.max())) if all_y.size else (0.0, 1.0)
-    if y1 <= y0:
-        y0, y1 = y0 - 0.5 * (abs(y0) or 1.0), y1 + 0.5 * (abs(y1) or 1.0)
-    pad = 0.05 * (y1 - y0)
-    y0, y1 = y0 - pad, y1 + pad
-
-    def sx(v):
-        return left + pw * (np.asarray(v) - t0) / (t1 - t0)
-
-    def sy(v):
-        return top + ph * (1.0 - (np.asarray(v) - y0) / (y1 - y0))
+    parts, sx, sy = plot_frame(
+        svg_id=svg_id, title=title, width=width, height=height, box=(left, top, pw, ph), t_range=(t0, t1), y_values=all_y,
+        shade=shade, shade_class="heldout", title_y=13, tick_class="small", x_ticks=5, x_label_dy=15,
+    )
 
     def coords(tt, yy):
         return " ".join(f"{x:.1f},{v:.1f}" for x, v in zip(sx(tt), sy(yy), strict=True))
 
-    parts = [
-        (
-            f'<svg xmlns="http://www.w3.org/2000/svg" id="{_esc(svg_id)}" width="{width}" height="{height}" '
-            f'viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(title)}">'
-        ),
-        f'<text x="{left}" y="13">{_esc(title)}</text>',
-    ]
-    for a, b in shade:
-        xa, xb = float(sx(max(a, t0))), float(sx(min(b, t1)))
-        parts.append(f'<rect class="heldout" x="{xa:.1f}" y="{top}" width="{max(xb - xa, 1.0):.1f}" height="{ph}"/>')
-    for tick in _nice_ticks(y0, y1, 4):
-        y = float(sy(tick))
-        parts.append(f'<line class="gridline" x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="small" x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_tick_label(tick)}</text>')
-    for tick in _nice_ticks(t0, t1, 5):
-        x = float(sx(tick))
-        parts.append(
-            f'<text class="small" x="{x:.1f}" y="{top + ph + 15}" text-anchor="middle">{_tick_label(tick)}</text>'
-        )
-    parts.append(f'<line class="axis" x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}"/>')
-    parts.append(f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}"/>')
     if len(edges) == 2 and edges[0][0].size and edges[1][0].size:
         (tl, lo), (th, hi) = edges
         poly = coords(tl, lo) + " " + coords(th[::-1], hi[::-1])

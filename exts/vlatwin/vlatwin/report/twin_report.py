@@ -249,7 +249,45 @@ def line_plot_svg(
     t0, t1 = t_range if t_range is not None else ((all_t.min(), all_t.max()) if all_t.size else (0.0, 1.0))
     if t1 <= t0:
         t1 = t0 + 1.0
-    y0, y1 = (float(all_y.min()), float(all_y.max())) if all_y.size else (0.0, 1.0)
+    parts, sx, sy = plot_frame(
+        svg_id=svg_id, title=title, width=width, height=height, box=(left, top, pw, ph), t_range=(t0, t1), y_values=all_y,
+        shade=shade, shade_class="alarm", title_y=14, tick_class="", x_ticks=6, x_label_dy=16,
+    )
+    for t, y, cls, attrs in pts:
+        if t.size == 0:
+            continue
+        coords = " ".join(f"{x:.1f},{v:.1f}" for x, v in zip(sx(t), sy(y), strict=True))
+        extra = "".join(f' {_esc(k)}="{_esc(v)}"' for k, v in attrs.items())
+        parts.append(f'<polyline class="{_esc(cls)}"{extra} points="{coords}"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def plot_frame(
+    *,
+    svg_id: str,
+    title: str,
+    width: int,
+    height: int,
+    box: tuple[int, int, int, int],
+    t_range: tuple[float, float],
+    y_values: np.ndarray,
+    shade: Sequence[tuple[float, float]],
+    shade_class: str,
+    title_y: int,
+    tick_class: str,
+    x_ticks: int,
+    x_label_dy: int,
+):
+    """Open an inline ``<svg>`` time plot: title, shaded spans, y grid with labels, x labels, axes.
+
+    ``box`` = (left, top, width, height) of the plot area [px]; the y range covers ``y_values`` plus 5 %.
+    Returns ``(parts, sx, sy)``: the SVG pieces so far (the caller adds its data and ``</svg>``) and the
+    data-to-pixel maps.
+    """
+    left, top, pw, ph = box
+    t0, t1 = t_range
+    y0, y1 = (float(y_values.min()), float(y_values.max())) if y_values.size else (0.0, 1.0)
     if y1 <= y0:
         y0, y1 = y0 - 0.5 * (abs(y0) or 1.0), y1 + 0.5 * (abs(y1) or 1.0)
     pad = 0.05 * (y1 - y0)
@@ -261,33 +299,27 @@ def line_plot_svg(
     def sy(y):
         return top + ph * (1.0 - (np.asarray(y) - y0) / (y1 - y0))
 
+    label_class = f' class="{tick_class}"' if tick_class else ""
     parts = [
         (
             f'<svg xmlns="http://www.w3.org/2000/svg" id="{_esc(svg_id)}" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(title)}">'
         ),
-        f'<text x="{left}" y="14">{_esc(title)}</text>',
+        f'<text x="{left}" y="{title_y}">{_esc(title)}</text>',
     ]
     for a, b in shade:
         xa, xb = float(sx(max(a, t0))), float(sx(min(b, t1)))
-        parts.append(f'<rect class="alarm" x="{xa:.1f}" y="{top}" width="{max(xb - xa, 1.0):.1f}" height="{ph}"/>')
+        parts.append(f'<rect class="{shade_class}" x="{xa:.1f}" y="{top}" width="{max(xb - xa, 1.0):.1f}" height="{ph}"/>')
     for tick in _nice_ticks(y0, y1, 4):
         y = float(sy(tick))
         parts.append(f'<line class="gridline" x1="{left}" y1="{y:.1f}" x2="{left + pw}" y2="{y:.1f}"/>')
-        parts.append(f'<text x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_tick_label(tick)}</text>')
-    for tick in _nice_ticks(t0, t1, 6):
+        parts.append(f'<text{label_class} x="{left - 4}" y="{y + 4:.1f}" text-anchor="end">{_tick_label(tick)}</text>')
+    for tick in _nice_ticks(t0, t1, x_ticks):
         x = float(sx(tick))
-        parts.append(f'<text x="{x:.1f}" y="{top + ph + 16}" text-anchor="middle">{_tick_label(tick)}</text>')
+        parts.append(f'<text{label_class} x="{x:.1f}" y="{top + ph + x_label_dy}" text-anchor="middle">{_tick_label(tick)}</text>')
     parts.append(f'<line class="axis" x1="{left}" y1="{top + ph}" x2="{left + pw}" y2="{top + ph}"/>')
     parts.append(f'<line class="axis" x1="{left}" y1="{top}" x2="{left}" y2="{top + ph}"/>')
-    for t, y, cls, attrs in pts:
-        if t.size == 0:
-            continue
-        coords = " ".join(f"{x:.1f},{v:.1f}" for x, v in zip(sx(t), sy(y), strict=True))
-        extra = "".join(f' {_esc(k)}="{_esc(v)}"' for k, v in attrs.items())
-        parts.append(f'<polyline class="{_esc(cls)}"{extra} points="{coords}"/>')
-    parts.append("</svg>")
-    return "".join(parts)
+    return parts, sx, sy
 
 
 def _alarm_spans(t: np.ndarray, alarm: np.ndarray) -> list[tuple[float, float]]:
