@@ -216,6 +216,20 @@ def test_missing_texture_is_one_line_naming_the_file(tmp_path):
     CyclesRenderer(tmp_path / "ok.usda", Usd.Stage.Open(str(tmp_path / "ok.usda")), [], ev100=8.0).close()
 
 
+def test_unreadable_hdri_is_one_line_naming_the_light(tmp_path):
+    from pxr import Sdf, Usd, UsdLux
+
+    from vlatwin.sensors.camera.cycles_renderer import CyclesRenderer
+
+    path = card_stage(tmp_path / "hdri.usda", {"kind": "dome", "intensity": 100.0})
+    (tmp_path / "broken.hdr").write_bytes(b"")
+    stage = Usd.Stage.Open(str(path))
+    UsdLux.DomeLight(stage.GetPrimAtPath("/World/Light")).CreateTextureFileAttr(Sdf.AssetPath("broken.hdr"))
+    stage.GetRootLayer().Save()
+    with pytest.raises(VlatwinError, match=r"/World/Light: dome texture .*broken.hdr.*not a readable image"):
+        CyclesRenderer(path, stage, [], ev100=8.0)
+
+
 def test_exposure_doubles_with_one_stop_less(tmp_path):
     light = {"kind": "distant", "intensity": 1000.0}
     bright, dark = render_card(tmp_path, light, 8.0, samples=16), render_card(tmp_path, light, 9.0, samples=16)

@@ -96,7 +96,7 @@ class CyclesRenderer:
             try:
                 cs.set_world(bpy, domes[0] if domes else None, self.l_sat)
             except FileNotFoundError as exc:
-                raise VlatwinError(f"{domes[0].path}: dome texture not found: {exc}") from None
+                raise VlatwinError(f"{domes[0].path}: dome texture not found: {exc}; give an equirectangular .hdr/.exr/.png") from None
             self._lights = {light.path: (light, cs.add_light(bpy, light, self.l_sat)) for light in lights if light.kind != "dome"}
             distant = [light for light in lights if light.kind == "distant"]
             self._key_light = max(distant, key=lambda light: light.illuminance).path if distant else None

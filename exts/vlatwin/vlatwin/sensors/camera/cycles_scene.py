@@ -281,11 +281,20 @@ def build_material(bpy, name: str, usd_material, base_dir: Path, display_color=N
     return mat
 
 
-def _image_node(bpy, nodes, path: str, non_color: bool):
+def load_image(bpy, path: str):
+    """A Blender image of ``path``; FileNotFoundError when the file is missing or not a readable image."""
     if not Path(path).is_file():
         raise FileNotFoundError(path)
+    image = bpy.data.images.load(path, check_existing=True)
+    if image.size[0] == 0 or image.size[1] == 0:  # Blender loads lazily and leaves an empty image on a bad file
+        bpy.data.images.remove(image)
+        raise FileNotFoundError(f"{path} (not a readable image)")
+    return image
+
+
+def _image_node(bpy, nodes, path: str, non_color: bool):
     tex = nodes.new("ShaderNodeTexImage")
-    tex.image = bpy.data.images.load(path, check_existing=True)
+    tex.image = load_image(bpy, path)
     if non_color:
         tex.image.colorspace_settings.name = "Non-Color"
     return tex
@@ -439,10 +448,8 @@ def set_world(bpy, dome: ph.LightPhotometry | None, l_sat: float) -> None:
     background.inputs["Color"].default_value = (*map(float, dome.rgb), 1.0)
     background.inputs["Strength"].default_value = ph.cycles_background_strength(dome.luminance, l_sat)
     if dome.texture:
-        if not Path(dome.texture).is_file():
-            raise FileNotFoundError(dome.texture)
         env = nodes.new("ShaderNodeTexEnvironment")
-        env.image = bpy.data.images.load(dome.texture, check_existing=True)
+        env.image = load_image(bpy, dome.texture)
         tint = nodes.new("ShaderNodeMix")
         tint.data_type = "RGBA"
         tint.blend_type = "MULTIPLY"
