@@ -230,6 +230,27 @@ def test_unreadable_hdri_is_one_line_naming_the_light(tmp_path):
         CyclesRenderer(path, stage, [], ev100=8.0)
 
 
+def test_meshes_without_normals_are_faceted_like_the_ray_cast(tmp_path):
+    from pxr import Usd, UsdGeom
+
+    from vlatwin.sensors.camera.cycles_renderer import CyclesRenderer
+
+    path = card_stage(tmp_path / "mesh.usda", {"kind": "distant", "intensity": 1000.0})
+    stage = Usd.Stage.Open(str(path))
+    mesh = UsdGeom.Mesh.Define(stage, "/World/Wedge")
+    mesh.CreatePointsAttr([(0, 0, 0), (0.1, 0, 0), (0, 0.1, 0), (0, 0, 0.1)])
+    mesh.CreateFaceVertexCountsAttr([3, 3, 3, 3])
+    mesh.CreateFaceVertexIndicesAttr([0, 2, 1, 0, 1, 3, 0, 3, 2, 1, 2, 3])
+    mesh.CreateSubdivisionSchemeAttr(UsdGeom.Tokens.none)
+    stage.GetRootLayer().Save()
+    renderer = CyclesRenderer(path, stage, [], ev100=8.0)
+    try:
+        polygons = renderer.objects["/World/Wedge"].data.polygons
+        assert len(polygons) == 4 and not any(p.use_smooth for p in polygons)
+    finally:
+        renderer.close()
+
+
 def test_exposure_doubles_with_one_stop_less(tmp_path):
     light = {"kind": "distant", "intensity": 1000.0}
     bright, dark = render_card(tmp_path, light, 8.0, samples=16), render_card(tmp_path, light, 9.0, samples=16)

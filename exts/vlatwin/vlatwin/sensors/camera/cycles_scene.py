@@ -91,7 +91,8 @@ def _meshes(stage, objects: dict):
 
 # ------------------------------------------------------------------------------------ geometry
 def rebuild_curved_gprims(bpy, stage, objects: dict) -> None:
-    """Re-tessellate Sphere / Cylinder / Capsule gprims finely (the importer uses ~10 segments) and smooth-shade them."""
+    """Re-tessellate Sphere / Cylinder / Capsule gprims finely (the importer uses ~10 segments) and smooth-shade
+    them; planes become infinite ground; meshes without authored normals are shaded flat."""
     import bmesh
     from pxr import UsdGeom
 
@@ -109,6 +110,11 @@ def rebuild_curved_gprims(bpy, stage, objects: dict) -> None:
             # The simulation and the ray-cast camera treat a plane as infinite ground: so does Cycles.
             verts_faces = _plane(GROUND_HALF_SIZE, UsdGeom.Plane(prim).GetAxisAttr().Get())
         else:
+            if prim.IsA(UsdGeom.Mesh) and not _has_normals(prim):
+                # Without authored normals a polygon mesh is faceted (as the ray cast shades it); the
+                # importer smooths it, which rounds off the hard edges of CAD parts.
+                obj.data.polygons.foreach_set("use_smooth", [False] * len(obj.data.polygons))
+                obj.data.update()
             continue
         verts, faces, smooth = verts_faces
         mesh = bpy.data.meshes.new(obj.data.name + "_fine")
@@ -134,6 +140,13 @@ def _axis_permute(points: np.ndarray, axis: str) -> np.ndarray:
     if axis == "Y":
         return points[:, [1, 2, 0]]
     return points
+
+
+def _has_normals(prim) -> bool:
+    from pxr import UsdGeom
+
+    mesh = UsdGeom.Mesh(prim)
+    return bool(mesh.GetNormalsAttr().HasAuthoredValue() or UsdGeom.PrimvarsAPI(prim).HasPrimvar("normals"))
 
 
 def _plane(half: float, axis: str):
