@@ -120,7 +120,7 @@ def render_card(tmp_path: Path, light: dict, ev100: float, samples: int = 64) ->
     renderer = CyclesRenderer(path, Usd.Stage.Open(str(path)), [], ev100=ev100)
     try:
         model, T = card_camera()
-        renderer.add_camera("cam", model, CyclesCfg(samples=samples, adaptive_threshold=0.0, denoise=False, max_bounces=4))
+        renderer.add_camera("cam", model, CyclesCfg(samples=samples, adaptive_threshold=0.0, denoise=False, max_bounces=4, ev100=ev100))
         image = renderer.render_linear("cam", T, seed=1)
     finally:
         renderer.close()
@@ -168,7 +168,7 @@ def test_depth_of_field_from_the_usd_camera_blurs_out_of_focus_edges(tmp_path):
     renderer = CyclesRenderer(path, stage, [], ev100=8.0)
     try:
         model, T = card_camera()
-        cfg = CyclesCfg(samples=32, adaptive_threshold=0.0, denoise=False)
+        cfg = CyclesCfg(samples=32, adaptive_threshold=0.0, denoise=False, ev100=8.0)
         renderer.add_camera("sharp", model, cfg)  # no USD camera: pinhole
         renderer.add_camera("dof", model, cfg, usd_camera=camera.GetPrim())
         sharp, blurred = (renderer.render_linear(name, T, seed=1)[24, :, 0] for name in ("sharp", "dof"))
@@ -193,7 +193,7 @@ def test_image_textured_material_reads_its_texture_in_srgb(tmp_path):
     renderer = CyclesRenderer(path, Usd.Stage.Open(str(path)), [], ev100=8.0)
     try:
         model, T = card_camera()
-        renderer.add_camera("cam", model, CyclesCfg(samples=16, adaptive_threshold=0.0, denoise=False))
+        renderer.add_camera("cam", model, CyclesCfg(samples=16, adaptive_threshold=0.0, denoise=False, ev100=8.0))
         value = float(renderer.render_linear("cam", T, seed=1)[20:28, 28:36].mean())
     finally:
         renderer.close()
@@ -257,6 +257,25 @@ def test_exposure_doubles_with_one_stop_less(tmp_path):
     assert bright / dark == pytest.approx(2.0, rel=0.02)
 
 
+def test_cameras_with_their_own_exposure_share_one_renderer(tmp_path):
+    from pxr import Usd
+
+    from vlatwin.config.generate_cfg import CyclesCfg
+    from vlatwin.sensors.camera.cycles_renderer import CyclesRenderer
+
+    path = card_stage(tmp_path / "ev.usda", {"kind": "distant", "intensity": 1000.0})
+    renderer = CyclesRenderer(path, Usd.Stage.Open(str(path)), [], ev100=8.0)
+    try:
+        model, T = card_camera()
+        renderer.add_camera("ev8", model, CyclesCfg(samples=16, adaptive_threshold=0.0, denoise=False, ev100=8.0))
+        renderer.add_camera("ev9", model, CyclesCfg(samples=16, adaptive_threshold=0.0, denoise=False, ev100=9.0))
+        ev8, ev9 = (float(renderer.render_linear(name, T, seed=1)[20:28, 28:36].mean()) for name in ("ev8", "ev9"))
+    finally:
+        renderer.close()
+    assert ev9 == pytest.approx(ph.lambert_pixel(ALBEDO, 1000.0, ph.saturation_luminance(9.0)), rel=0.03)
+    assert ev8 / ev9 == pytest.approx(2.0, rel=1e-4)
+
+
 def test_unmappable_material_warns_with_the_prim_and_uses_grey(tmp_path, caplog):
     from pxr import Usd
 
@@ -268,7 +287,7 @@ def test_unmappable_material_warns_with_the_prim_and_uses_grey(tmp_path, caplog)
         renderer = CyclesRenderer(path, Usd.Stage.Open(str(path)), [], ev100=8.0)
     try:
         model, T = card_camera()
-        renderer.add_camera("cam", model, CyclesCfg(samples=8, adaptive_threshold=0.0, denoise=False))
+        renderer.add_camera("cam", model, CyclesCfg(samples=8, adaptive_threshold=0.0, denoise=False, ev100=8.0))
         value = float(renderer.render_linear("cam", T, seed=1)[20:28, 28:36].mean())
     finally:
         renderer.close()

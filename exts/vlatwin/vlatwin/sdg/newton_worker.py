@@ -54,10 +54,7 @@ class FrameWorkerNewton(Worker):
                     self.close()
                     raise
                 self.cameras.append(
-                    CameraSensorCycles(
-                        *args, photoreal=self.photoreal, body_poses=lambda: self.sim.get_state().body_pose_w,
-                        exposure_scale=2.0 ** (self.photoreal_ev100 - options.cycles.ev100),
-                    )
+                    CameraSensorCycles(*args, photoreal=self.photoreal, body_poses=lambda: self.sim.get_state().body_pose_w)
                 )
             else:
                 self.cameras.append(CameraSensorNewton(*args))
@@ -78,10 +75,6 @@ class FrameWorkerNewton(Worker):
             )
             sensor.set_pose_fn(lidar_pose_fn(self.sim, lidar_cfg))
             self.lidars.append(sensor)
-
-    @property
-    def photoreal_ev100(self) -> float:
-        return self.photoreal.ev100
 
     def _geometry(self):
         """Instance geometry at the current physics step (shared by the cameras sampling at that step)."""
@@ -142,9 +135,7 @@ def make_photoreal(config, stage_path, stage, sim, cameras):
     from vlatwin.sensors.camera.cycles_renderer import CyclesRenderer
 
     ev100 = gen.camera_options[photoreal[0].name].cycles.ev100
-    renderer = CyclesRenderer(stage_path, stage, list(sim.info.body_paths), ev100=ev100)
-    renderer.ev100 = ev100
-    return renderer
+    return CyclesRenderer(stage_path, stage, list(sim.info.body_paths), ev100=ev100)
 
 
 def find_camera_prim(stage, name: str):

@@ -62,7 +62,7 @@ class CyclesRenderer:
         stage_path: the USD stage the simulation loaded (Blender imports the same file).
         stage: that stage opened with pxr (materials, lights and cameras are read from it).
         body_paths: prim paths of the simulation's rigid bodies, in body index order.
-        ev100: exposure of every camera of this renderer [EV at ISO 100].
+        ev100: exposure the lights are scaled for [EV at ISO 100]; a camera with another ``ev100`` is rescaled linearly.
     """
 
     def __init__(self, stage_path: str | Path, stage, body_paths, *, ev100: float = 10.0):
@@ -78,10 +78,11 @@ class CyclesRenderer:
             _ACTIVE.append(self)
         self._bpy = bpy
         self.stage_path = Path(stage_path)
+        self.ev100 = float(ev100)
         self.l_sat = ph.saturation_luminance(ev100)
         self._tmp = Path(tempfile.mkdtemp(prefix="vlatwin-cycles-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None))
         try:
-            self.objects = cs.import_stage(bpy, self.stage_path)
+            self.objects = cs.import_stage(bpy, self.stage_path, stage)
             cs.rebuild_curved_gprims(bpy, stage, self.objects)
             base_dir = self.stage_path.resolve().parent
             try:
@@ -232,7 +233,8 @@ class CyclesRenderer:
 
     # ------------------------------------------------------------------------------ render
     def render_linear(self, name: str, T_w_cam: np.ndarray, *, seed: int = 0) -> np.ndarray:
-        """Scene-linear RGB (H, W, 3) float32 of camera ``name`` at pose ``T_w_cam`` (4x4, USD camera axes): luminance / L_sat."""
+        """Scene-linear RGB (H, W, 3) float32 of camera ``name`` at pose ``T_w_cam`` (4x4, USD camera axes):
+        luminance / L_sat at the camera's own ``ev100``."""
         cam = self._cameras[name]
         settings = cam["settings"]
         with _LOCK:
@@ -254,7 +256,10 @@ class CyclesRenderer:
             if settings.threads:
                 scene.render.threads = int(settings.threads)
             scene.view_layers[0].material_override = None
-            return self._render(cam, T_w_cam)[..., :3]
+            linear = self._render(cam, T_w_cam)[..., :3]
+        if settings.ev100 != self.ev100:  # nothing clips before this: the float image is unbounded
+            linear *= np.float32(2.0 ** (self.ev100 - settings.ev100))
+        return linear
 
     def render(self, name: str, T_w_cam: np.ndarray, *, seed: int = 0) -> np.ndarray:
         """sRGB uint8 (H, W, 4) of camera ``name`` (alpha 255), as the raster path returns colour."""

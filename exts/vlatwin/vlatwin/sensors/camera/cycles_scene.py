@@ -36,7 +36,7 @@ def prim_path_of(obj) -> str:
     return "/" + "/".join(reversed(parts))
 
 
-def import_stage(bpy, stage_path: Path) -> dict[str, object]:
+def import_stage(bpy, stage_path: Path, stage) -> dict[str, object]:
     """Open ``stage_path`` in an empty Blender scene; returns {USD prim path: Blender object}."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     result = bpy.ops.wm.usd_import(
@@ -55,11 +55,8 @@ def import_stage(bpy, stage_path: Path) -> dict[str, object]:
     )
     if "FINISHED" not in result:
         raise RuntimeError(f"Blender could not import {stage_path}")
-    from pxr import Usd
-
     # The importer makes no object for typeless prims (e.g. a parent created by Define): match on the
-    # chain of typed ancestors' names.
-    stage = Usd.Stage.Open(str(stage_path))
+    # chain of typed ancestors' names (``stage`` is the same file, already open).
     by_chain = {}
     for prim in stage.Traverse():
         chain = tuple(p.GetName() for p in _ancestors(prim) if p.GetTypeName())

@@ -19,14 +19,12 @@ class CameraSensorCycles(CameraSensorNewton):
     Args (besides the parent's):
         photoreal: the process's :class:`CyclesRenderer` (this camera added to it).
         body_poses: callable returning the simulation's body poses (N, 7) [m, quaternion w x y z] now.
-        exposure_scale: linear factor from the renderer's exposure to this camera's (2**(ev_renderer - ev_camera)).
     """
 
-    def __init__(self, *args, photoreal, body_poses, exposure_scale: float = 1.0, **kwargs):
+    def __init__(self, *args, photoreal, body_poses, **kwargs):
         super().__init__(*args, **kwargs)
         self.photoreal = photoreal
         self._body_poses = body_poses
-        self._exposure_scale = float(exposure_scale)
 
     def begin(self, context: CaptureContext) -> None:
         super().begin(context)
@@ -34,14 +32,8 @@ class CameraSensorCycles(CameraSensorNewton):
         self._photo_frames: list[np.ndarray] = []
 
     def _photoreal_rgba(self, T_w_cam: np.ndarray) -> np.ndarray:
-        from vlatwin.sensors.camera import photometry as ph
-
         self.photoreal.sync_bodies(self._body_poses())
-        linear = self.photoreal.render_linear(self.name, T_w_cam, seed=self._seed) * self._exposure_scale
-        rgba = np.empty(linear.shape[:2] + (4,), np.uint8)
-        rgba[..., :3] = np.round(ph.srgb_encode(linear) * 255.0).astype(np.uint8)
-        rgba[..., 3] = 255
-        return rgba
+        return self.photoreal.render(self.name, T_w_cam, seed=self._seed)
 
     def sample(self, k: int) -> None:
         super().sample(k)
