@@ -58,9 +58,15 @@ def _mcap_messages(path: Path) -> dict[str, list[tuple[float, dict]]]:
 MISMATCH = "offset_s=0.37&mismatch=0.3&noise_q=0.0005&seed=3"
 
 
-def _truth_rms(log: Path) -> float:
-    """RMS over the run of |q_twin - q_robot_true| (the emulated robot's hidden truth, at the same host time)."""
-    errors = np.array([m["error_q"] for _, m in _mcap_messages(log)["/truth"]])[:, :7]
+def _truth_rms(log: Path, *, at_steps: bool = False) -> float:
+    """Time RMS over the run of |q_twin - q_robot_true| (the emulated robot's hidden truth, at the same host time,
+    every 5 ms); ``at_steps``: only at the control steps (20 Hz), where the twin has just fused a measurement."""
+    messages = _mcap_messages(log)["/truth"]
+    errors = np.array([m["error_q"] for _, m in messages])[:, :7]
+    if at_steps:
+        t = np.array([t for t, _ in messages]) - messages[0][0]
+        phase = np.mod(t + 1e-6, 0.05)
+        errors = errors[phase < 2e-6]
     return float(np.sqrt((errors**2).sum(axis=1).mean()))
 
 
@@ -74,12 +80,26 @@ def synced_and_open(tmp_path_factory):
 
 def test_synchronized_twin_is_closer_to_the_true_robot_than_open_loop(tmp_path):
     """Hidden parameter mismatch (30 %), clock offset, encoder noise, fresh measurements: the synchronized twin
-    stays nearer the robot's true state than the open-loop twin (measured: ~0.2-0.3x). With 50 ms of latency
-    the gain is gone (benchmarks/twin.py): stiff drives forget a state within ~15 ms, so only parameters
-    (system identification) close that gap."""
+    stays nearer the robot's true state than the open-loop twin. Measured: 0.61x over time, 0.38x at the control
+    steps where it has just fused a measurement; between them the mismatched drives' step responses part again
+    within ~15 ms, which only parameters (system identification) close (benchmarks/twin.py)."""
     _, synced = _run(tmp_path, "s", "excite?amplitude=0.3&period=3", robot=f"emulated?{MISMATCH}", log_truth=True)
     _, open_loop = _run(tmp_path, "o", "excite?amplitude=0.3&period=3", robot=f"emulated?{MISMATCH}", log_truth=True, sync=False)
-    assert _truth_rms(synced.log) < 0.6 * _truth_rms(open_loop.log)
+    assert _truth_rms(synced.log) < 0.8 * _truth_rms(open_loop.log)
+    assert _truth_rms(synced.log, at_steps=True) < 0.55 * _truth_rms(open_loop.log, at_steps=True)
+
+
+def test_a_twin_that_matches_the_robot_is_left_alone(tmp_path):
+    """Same parameters, no noise, a 20 ms link with a clock offset: re-synchronization replays the robot's own
+    command timing and writes no state back, so the synchronized twin stays on the robot (measured 0.16 mrad
+    time RMS; writing every measurement back into XPBD cost 1 mrad, and a clock estimate a rounding error ahead
+    once made a 27 mrad jump)."""
+    _, synced = _run(tmp_path, "s", "excite?amplitude=0.3&period=3", robot="emulated?latency_ms=20&offset_s=0.2", log_truth=True,
+                     duration=1.5)
+    _, instant = _run(tmp_path, "i", "excite?amplitude=0.3&period=3", robot="emulated?latency_ms=0&offset_s=0.2", log_truth=True,
+                      duration=1.0)
+    assert _truth_rms(synced.log) < 5e-4
+    assert _truth_rms(instant.log) < 5e-4
 
 
 def test_link_faults_show_in_the_log_and_the_twin_keeps_up(synced_and_open):
@@ -309,9 +329,18 @@ def test_robot_joint_order_is_matched_by_name(tmp_path):
         def disconnect(self):
             self.inner.disconnect()
 
+        @staticmethod
+        def _reversed(obs):
+            if obs is None:
+                return None
+            desired = None if obs.joint_q_desired is None else obs.joint_q_desired[::-1]
+            return replace(obs, joint_q=obs.joint_q[::-1], joint_qd=obs.joint_qd[::-1], joint_q_desired=desired)
+
         def get_observation(self):
-            obs = self.inner.get_observation()
-            return None if obs is None else replace(obs, joint_q=obs.joint_q[::-1], joint_qd=obs.joint_qd[::-1])
+            return self._reversed(self.inner.get_observation())
+
+        def poll_observations(self):
+            return [self._reversed(obs) for obs in self.inner.poll_observations()]
 
         def send_action(self, action):
             return self.inner.send_action(replace(action, target_q=np.asarray(action.target_q)[::-1]))

@@ -20,6 +20,7 @@ with a networked robot (``tcp://``) it runs on the wall clock at the control rat
 
 from __future__ import annotations
 
+import bisect
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -47,6 +48,14 @@ class TwinSettings:
     they were applied (stiff drives make errors decay, which only re-simulation predicts). ``delta``: add the
     twin's own motion since the measurement to it and set the twin's state now (cheaper; right for slow
     dynamics)."""
+    arrival_spread: int = 8
+    """Synchronized: a command's step is spread over this many quantiles of the measured delay distribution
+    (1: one step at the median)."""
+    rollback_threshold: float | None = None
+    """``rollback`` mode: write the fused state into the twin only when it differs from the re-simulated one by
+    more than this [rad | m] in some joint (None: 2 x ``meas_q_std``). Every write perturbs XPBD a little (its
+    maximal coordinates round-trip through the joint angles) and the perturbation can grow to millimetres
+    within 50 ms, so a twin that already agrees with the measurement is left alone."""
     resync_threshold: float = 0.002
     """``delta`` mode: re-sync when the estimate and the twin differ by more than this [rad | m] in any joint."""
     shadow: bool = True
@@ -71,8 +80,12 @@ class TwinSettings:
     process_q_std: float = 1e-2
     """Kalman: how fast the twin's prediction drifts from the robot [rad/sqrt(s)] (parameter mismatch)."""
     log_truth: bool = False
-    """Log the emulated robot's hidden true state at every control step (``/truth``) and its hidden parameters
-    (``/truth/params``, once); for tests and benchmarks."""
+    """Log the emulated robot's hidden true state beside the twin's every ``truth_period_s`` (``/truth``) and
+    its hidden parameters (``/truth/params``, once); for tests and benchmarks."""
+    truth_period_s: float = 0.005
+    """Spacing [s] of the ``/truth`` samples: uniform in time, so their RMS is the run's time RMS (samples at the
+    control steps alone would all fall where a command sent one period earlier lands, when the link's latency
+    is a whole number of periods)."""
 
 
 @dataclass
@@ -162,6 +175,7 @@ class TwinRunner:
     # ------------------------------------------------------------------ parts
     def _build_sync(self) -> None:
         from vlatwin.twin.clock import ClockSync
+        from vlatwin.twin.commands import CommandTimeline
         from vlatwin.twin.delay import DelayCompensator
         from vlatwin.twin.divergence import DivergenceMonitor
         from vlatwin.twin.estimator import JointKalman
@@ -175,9 +189,10 @@ class TwinRunner:
         self.twin_history = DelayCompensator(horizon_s=2.0)
         self._motion_offset = np.zeros(len(self.joint_names))
         self._motion_offset_qd = np.zeros(len(self.joint_names))
-        # Rollback: one twin snapshot per control step, and every command with the host time the twin applied it.
+        # Rollback: one twin snapshot per control step (host time, snapshot, fused with a measurement?), and the
+        # commands as the twin applied them and as the robot reports applying them.
         self._snapshots: deque = deque(maxlen=64)
-        self._applied: deque[tuple[float, np.ndarray]] = deque(maxlen=256)
+        self.commands = CommandTimeline()
         self._kalman_t: float | None = None
         st = self.settings
         self.kalman = JointKalman(
@@ -263,8 +278,9 @@ class TwinRunner:
         self._seq = 0
         self._last_robot_seq = -1
         self._last_robot_host = float("-inf")
-        self._pending: deque[tuple[float, np.ndarray]] = deque()  # (apply at host time, target_q) for the twin
+        self._pending: deque[tuple[float, np.ndarray, int]] = deque()  # (apply at host time, target_q, seq) for the twin
         self._resyncs = 0
+        self._last_sent_target: np.ndarray | None = None
         self._k = 0
         self.done = False
         self._stopped = False
@@ -274,6 +290,10 @@ class TwinRunner:
             self.kalman.reset(np.asarray(state.joint_q, float), np.asarray(state.joint_qd, float), q_std=1e-3, qd_std=1e-2)
             self.safety.reset(np.asarray(state.joint_q, float))
             self._t0 = self.clock.now()
+            # The first anchor is the reset state at the start (what the robot starts from too); whatever the
+            # reset simulated before it (settling) is not the robot's history to roll back into.
+            self._snapshots.clear()
+            self._snapshots.append((self._t0, self.started._sim.snapshot(), True))
             self.state_watchdog.feed(self._t0)
             self._record_twin(self._t0, state)
             for _ in range(4):  # a first clock estimate before moving
@@ -327,8 +347,6 @@ class TwinRunner:
         s, k = self.settings, self._k
         now = self.clock.now()
         self._sync_from_robot(now)
-        if s.log_truth:
-            self._log_truth(now)
         # The watchdog before anything that talks to the robot and may wait on a dead link.
         if self.state_watchdog.expired(now) and not self.safety.estopped:
             self._estop(now, f"watchdog: no robot state for {self.state_watchdog.age(now) * 1e3:.0f} ms")
@@ -429,8 +447,17 @@ class TwinRunner:
             })
 
     def _downlink_delay(self) -> float:
-        """Estimated one-way command delay [s] (half the smallest round trip)."""
+        """Estimated one-way command delay [s]: synchronized, the median measured from the robot's reports of
+        when it applied each command; open loop (or before enough reports), half the smallest round trip."""
+        if self.settings.sync:
+            measured = self.commands.downlink_delay()
+            if measured is not None:
+                return measured
         return 0.5 * self.clock_sync.delay if self.clock_sync.ready else 0.0
+
+    def _to_host(self):
+        """Robot time -> host time with the current clock estimate (None before the first estimate)."""
+        return self.clock_sync.to_host if self.clock_sync.ready else None
 
     def _record_twin(self, t: float, state) -> None:
         q = np.asarray(state.joint_q, float)
@@ -459,6 +486,7 @@ class TwinRunner:
         if restarted:
             # A restarted robot (agent) counts from 0 again on a new clock: forget the old clock estimate.
             self.clock_sync.reset()
+            self.commands.reset_robot()
             self._event(now, f"robot restarted (state seq {self._last_robot_seq} -> {obs.seq}); clock sync reset", "warning")
             for _ in range(4):
                 self._clock_sync()
@@ -466,6 +494,9 @@ class TwinRunner:
         self._last_robot_host = obs.host_time
         self.state_watchdog.feed(now)
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
+        # A measurement is never from the future: a clock estimate a rounding error (or its error) ahead says
+        # "now" (the rollback would otherwise fall back to the cruder delta re-sync).
+        t_meas = min(t_meas, now)
         q_meas, qd_meas = self._from_robot(obs.joint_q), self._from_robot(obs.joint_qd)
         if poll is None:
             self._log_robot_state(obs)
@@ -497,6 +528,11 @@ class TwinRunner:
             self._resyncs += 1
 
     def _log_robot_state(self, obs) -> None:
+        status = obs.status or {}
+        self.commands.robot_report(
+            status.get("target_time"), None if obs.joint_q_desired is None else self._from_robot(obs.joint_q_desired),
+            status.get("last_command_seq"), self._to_host(),
+        )
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
         self.log.log("/robot/state", obs.host_time, {
             "seq": obs.seq, "robot_time": obs.robot_time, "host_time": obs.host_time, "t_meas": t_meas,
@@ -513,48 +549,56 @@ class TwinRunner:
             return
         target = np.asarray(self.kalman.q, float)
         self.started._sim.set_command(JointCommand(target_q=target))
-        self._applied.append((now, target))
+        self.commands.applied_in_twin(now, target, None)
 
     def _rollback(self, now: float, t_meas: float, q_meas: np.ndarray, qd_meas: np.ndarray) -> bool:
-        """Re-simulate the twin from the measurement: restore the snapshot just before ``t_meas``, advance to
-        ``t_meas`` with the commands as applied, fuse the measurement (Kalman), advance to ``now``. False when no
-        snapshot is old enough (the caller falls back to ``delta``)."""
+        """Re-simulate the twin from the measurement: restore the last snapshot that was fused with a measurement
+        (the newest state the twin knew to be right) before ``t_meas``, advance to ``t_meas`` with the commands
+        as the robot reports applying them, fuse the measurement (Kalman), advance to ``now`` with the commands
+        the robot has not reported yet as the twin guesses them. False when no snapshot is old enough (the
+        caller falls back to ``delta``)."""
         older = [snap for snap in self._snapshots if snap[0] <= t_meas + 1e-12]
         if not older or t_meas > now:
             return False
-        t_snap, snap = older[-1]
+        fused = [snap for snap in older if snap[2]]
+        t_snap, snap, _ = (fused or older)[-1]
         sim = self.started._sim
         # Step counts from the simulator, not the clock: after the re-simulation the twin is at the same step.
         steps_total = sim.current_step - snap.step
         steps_to_meas = min(steps_total, max(0, int(round((t_meas - t_snap) / self.physics_dt))))
+        schedule = self.commands.schedule(t_snap, t_meas, self._to_host())
         sim.restore(snap)
-        self._replay_commands(sim, t_snap, 0, steps_to_meas)
+        self._replay_commands(sim, t_snap, 0, steps_to_meas, schedule)
         state = sim.get_state()
         q_pred, qd_pred = np.asarray(state.joint_q, float), np.asarray(state.joint_qd, float)
         dt = t_meas - self._kalman_t if self._kalman_t is not None and t_meas > self._kalman_t else self.control_dt
         self.kalman.predict(q_pred, qd_pred, dt)
         self.kalman.update(q_meas, qd_meas)
         self._kalman_t = t_meas
-        sim.set_joint_state(self.kalman.q, self.kalman.qd, hold=False, keep_constraint_error=True)
+        threshold = self.settings.rollback_threshold
+        threshold = 2.0 * self.settings.meas_q_std if threshold is None else threshold
+        if float(np.max(np.abs(self.kalman.q - q_pred))) > threshold:
+            sim.set_joint_state(self.kalman.q, self.kalman.qd, hold=False, keep_constraint_error=True)
         # Snapshots after the measurement belong to the old trajectory; the fused state is the new anchor.
         while self._snapshots and self._snapshots[-1][0] > t_meas + 1e-12:
             self._snapshots.pop()
-        self._snapshots.append((t_snap + steps_to_meas * self.physics_dt, sim.snapshot()))
-        self._replay_commands(sim, t_snap, steps_to_meas, steps_total)
+        self._snapshots.append((t_snap + steps_to_meas * self.physics_dt, sim.snapshot(), True))
+        self._replay_commands(sim, t_snap, steps_to_meas, steps_total, schedule)
         self._resyncs += 1
         self.log.log("/estimate", now, {
             "joint_q": self.kalman.q, "joint_qd": self.kalman.qd, "std_q": self.kalman.std_q, "latency_s": now - t_meas,
         })
         return True
 
-    def _replay_commands(self, sim, t0: float, start: int, stop: int) -> None:
-        """Advance ``sim`` physics steps ``start..stop`` after ``t0``, setting each command at the step it was applied."""
+    def _replay_commands(self, sim, t0: float, start: int, stop: int, schedule) -> None:
+        """Advance ``sim`` physics steps ``start..stop`` after ``t0``, setting each ``(host time, target)`` of
+        ``schedule`` at its step."""
         half = 0.5 * self.physics_dt
         # Each command lands on the step whose half-step window holds its applied time (the clock that
         # stamped it was summed step by step, so exact equality would miss some).
         due: dict[int, list[np.ndarray]] = {}
-        for t_apply, target in self._applied:
-            k = int(np.floor((t_apply - t0 + half) / self.physics_dt))
+        for t_apply, target in schedule:
+            k = max(0, int(np.floor((t_apply - t0 + half) / self.physics_dt)))
             if start <= k < stop:
                 due.setdefault(k, []).append(target)
         k = start
@@ -600,7 +644,28 @@ class TwinRunner:
         expires = now + self.command_ttl
         self.robot.send_action(RobotAction(target_q=self._to_robot(safe), seq=self._seq, send_time=now, expires_at=expires))
         self.log.log("/command/safe", now, {"seq": self._seq, "target_q": safe, "expires_at": expires})
-        self._pending.append((now + self._downlink_delay(), safe))
+        self.commands.sent(self._seq, now, safe)
+        for t_apply, target in self._twin_applications(now, self._seq, safe):
+            bisect.insort(self._pending, (t_apply, target, self._seq), key=lambda e: e[0])
+        self._last_sent_target = safe
+
+    def _twin_applications(self, send_time: float, seq: int, target: np.ndarray) -> list[tuple[float, np.ndarray]]:
+        """When and how the twin applies command ``seq``: (host time, target) pairs (none: never).
+
+        Synchronized, with enough measured delays, the step to the new target is spread over the measured delay
+        distribution (a staircase at its quantiles): the expected target over the unknown arrival time, and the
+        expected motion with it (drives are near linear), which is the least-squares prediction of the robot.
+        Otherwise one step at the estimated delay. (Benchmarks override this with the emulated link's truth to
+        measure what a causal twin cannot know.)"""
+        delays = self.commands.delay_quantiles(self.settings.arrival_spread) if self.settings.sync else None
+        prev = self._last_sent_target
+        if delays is None or prev is None or prev.shape != target.shape:
+            return [(send_time + self._downlink_delay(), target)]
+        k = len(delays)
+        steps = [(send_time + d, prev + (j + 1) / k * (target - prev)) for j, d in enumerate(delays[:-1])]
+        steps.append((send_time + delays[-1], target))  # the last step is the target itself, not a rounding of it
+        # Equal delays (a link without jitter) give one step.
+        return [step for j, step in enumerate(steps) if j == k - 1 or step[0] < steps[j + 1][0]]
 
     def _shadow(self, target: np.ndarray):
         """Roll the command out in the twin for a few control periods; veto it if the roll-out is unsafe."""
@@ -657,21 +722,28 @@ class TwinRunner:
     def _advance_twin(self, num_steps: int) -> None:
         sim = self.started._sim
         if self.settings.sync and self.settings.resync == "rollback":
-            self._snapshots.append((self.clock.now(), sim.snapshot()))
+            self._snapshots.append((self.clock.now(), sim.snapshot(), False))
         remaining = num_steps
+        truth_every = max(1, int(round(self.settings.truth_period_s / self.physics_dt))) if self.settings.log_truth else 0
+        done = 0
         while remaining > 0:
             now = self.clock.now()
+            if truth_every and done % truth_every == 0:
+                self._log_truth(now)
             while self._pending and self._pending[0][0] <= now + 1e-12:
-                _, target = self._pending.popleft()
+                _, target, seq = self._pending.popleft()
                 sim.set_command(JointCommand(target_q=target))
-                self._applied.append((now, target))
+                self.commands.applied_in_twin(now, target, seq)
             # Steps until the next queued command is due go in one advance call.
             n = remaining
             if self._pending and self.clock.is_virtual:
                 n = min(remaining, max(1, int(np.ceil((self._pending[0][0] - now) / self.physics_dt - 1e-9))))
             elif self._pending:
                 n = 1
+            if truth_every:
+                n = min(n, truth_every - done % truth_every)
             sim.advance(n)
+            done += n
             if self.clock.is_virtual:
                 self.clock.advance(n * self.physics_dt)
             remaining -= n
