@@ -258,3 +258,15 @@ def test_dataclass_defaults_are_independent():
     assert dataclasses.asdict(ParamRow("x", "u", 1.0, 1.0, None, False))["truth"] is None
     a.events.append({"t": 0.0, "level": "info", "text": "x"})
     assert len(b.events) == 1
+
+
+def test_a_fit_far_above_its_noise_floor_is_flagged():
+    """params.yaml's reduced chi^2 (squared residuals per degree of freedom, in noise-floor units): a fit of
+    armature alone measured 4.6, armature + friction behind stiff drives 178 with intervals that missed the truth."""
+    good = make_data(fit={"reduced_chi2": 4.6})
+    bad = make_data(fit={"reduced_chi2": 178.0})
+    assert fidelity_summary(good)["reduced_chi2"] == pytest.approx(4.6)
+    assert fidelity_summary(make_data())["reduced_chi2"] is None
+    assert "model error dominates" not in render_fidelity_report(good)
+    page = render_fidelity_report(bad)
+    assert "residuals are 13× the noise floor: model error dominates" in page

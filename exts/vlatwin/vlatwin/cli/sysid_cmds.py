@@ -159,6 +159,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     _print_table(result)
     print(f"held-out RMS: nominal {heldout['rms_nominal'] * 1e3:.3f} mrad, identified {heldout['rms_identified'] * 1e3:.3f} mrad "
           f"({_ratio_words(heldout['improvement'])}); {result.rollouts} rollouts in {result.wall_s:.0f} s; wrote {args.out}")
+    if result.model_error_dominates:
+        print(f"warning: the residuals are {result.reduced_chi2 ** 0.5:.0f}x the noise floor (reduced chi^2 {result.reduced_chi2:.3g}): "
+              "the twin does not reproduce the recording down to its noise (a parameter outside --params, or a local "
+              "minimum); the intervals assume a right model and are too narrow. Check the held-out band coverage in "
+              "`vlatwin report`.", file=sys.stderr)
     if args.stage_out is not None:
         from vlatwin.sysid.writeback import write_stage_dynamics
 
@@ -255,6 +260,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         latency_s=rec.latency_s, clock=rec.clock,
         safety_events=[{"t": e.get("t"), "kind": e.get("kind", ""), "reason": e.get("reason", "")} for e in rec.safety_events],
         events=[{"t": e.get("t"), "level": e.get("level", ""), "text": e.get("text", "")} for e in rec.events],
+        images=list(rec.images),
     )
     path = write_fidelity_report(data, args.out)
     summary = fidelity_summary(data)

@@ -49,6 +49,9 @@ class RobotObservation:
     status: dict[str, Any] = field(default_factory=dict)
     """Robot-side status: ``estop`` (bool), ``mode`` (``running`` | ``holding`` | ``decelerating`` | ``stopped``),
     ``last_command_seq``, ``command_success_rate`` ..."""
+    images: dict[str, np.ndarray] | None = None
+    """Camera frames taken at ``robot_time`` (uint8 (H, W, 3) RGB by camera name), on the states that carry them
+    (LeRobot robots' ``get_observation`` has its cameras the same way)."""
 
 
 @dataclass(frozen=True)

@@ -149,6 +149,12 @@ class EmulationParams:
     (the engine still keeps the joints within their limits)."""
     seed: int | None = None
     """Seed of the mismatch draws, sensor noise and links; None: the robot's ``seed`` argument."""
+    camera_hz: float = 0.0
+    """Camera frames per second [Hz] rendered from the robot's own simulation and sent with the state sampled
+    at that instant (``RobotObservation.images``; 0: none). The twin renders the same cameras at the same
+    instant, and the fidelity report compares them."""
+    cameras: tuple[str, ...] = ()
+    """Which of the stage's cameras (empty: all of them)."""
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -173,6 +179,8 @@ class EmulationParams:
         put("clock_offset_s", _number(self.clock_offset_s, "clock_offset_s"))
         put("drift_ppm", _number(self.drift_ppm, "drift_ppm", lo=-1e5, hi=1e5))
         put("state_rate_hz", _number(self.state_rate_hz, "state_rate_hz", lo=0.0, lo_open=True))
+        put("camera_hz", _number(self.camera_hz, "camera_hz", lo=0.0))
+        put("cameras", tuple(str(c) for c in self.cameras))
         put("max_decel", _number(self.max_decel, "max_decel", lo=0.0, lo_open=True))
         put("spikes", _windows(self.spikes, 3, "EmulationParams.spikes"))
         put("blackouts", _windows(self.blackouts, 2, "EmulationParams.blackouts"))
@@ -199,7 +207,7 @@ class EmulationParams:
         (or ``offset_ms``), ``drift_ppm``, ``mismatch``, ``damping_scale``, ``damping_add``, ``friction_add``, ``armature_add``,
         ``mass_scale``, ``gain_scale``, ``noise_q``, ``noise_qd``, ``seed``, ``rate_hz``, ``hold_ms`` (or
         ``hold_s``), ``max_decel``, ``clip`` (true/false), ``spikes`` (``start:end:extra,...`` [s since
-        connect]) and ``blackouts`` (``start:end,...`` [s]).
+        connect]), ``blackouts`` (``start:end,...`` [s]), ``camera_hz`` and ``cameras`` (``front,top``).
         """
         kwargs: dict[str, Any] = {}
         for key, raw in dict(options).items():
@@ -275,12 +283,15 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "clip": ("joint_limit_clip", _bool),
     "spikes": ("spikes", _window_list(3)),
     "blackouts": ("blackouts", _window_list(2)),
+    "camera_hz": ("camera_hz", float),
+    "cameras": ("cameras", lambda text: tuple(c.strip() for c in text.split(",") if c.strip())),
 }
 _HINTS = {
     "seed": "a whole number",
     "clip": "true or false",
     "spikes": "start_s:end_s:extra_s[,...]",
     "blackouts": "start_s:end_s[,...]",
+    "cameras": "camera names, comma separated",
 }
 
 
@@ -427,6 +438,11 @@ class EmulatedRobot(Robot):
             self._q_desired = np.asarray(self._sim.get_state().joint_q, dtype=np.float64)
             self._target_time = self.robot_clock(self._t0)
             self._applied: list[tuple[float, int, np.ndarray]] = []
+            self._next_frame = self._t0 if p.camera_hz > 0 else math.inf
+            if p.camera_hz > 0 and getattr(self, "_cameras", None) is None:
+                from vlatwin.twin.cameras import StageCameras
+
+                self._cameras = StageCameras(self._sim, self.stage_path, names=p.cameras or None)
             self._connected = True
 
     def disconnect(self) -> None:
@@ -434,6 +450,7 @@ class EmulatedRobot(Robot):
         self.stop_realtime()
         with self._lock:
             self._connected = False
+            self._cameras = None
             if self._sim is not None:
                 self._sim.close()
                 self._sim = None
@@ -533,6 +550,12 @@ class EmulatedRobot(Robot):
             "joint_q_desired": None if self._q_desired is None else self._q_desired.copy(),
             "status": self._status(),
         }
+        if t >= self._next_frame - _EPS_STEPS * self._dt:
+            # The cameras see the simulation at this state's instant (rendering needs the current state: the
+            # catch-up samples before it steps).
+            fields_["images"] = self._cameras.render()
+            period = 1.0 / p.camera_hz
+            self._next_frame = self._t0 + (math.floor((t - self._t0) / period + 1e-9) + 1) * period
         delay = self._up.delay(t - self._t0)
         if delay is not None:
             heapq.heappush(self._up_q, (t + delay, seq, fields_))

@@ -44,6 +44,7 @@ from vlatwin.report.twin_report import (
     line_plot_svg,
     plot_frame,
 )
+from vlatwin.sysid.fit import MODEL_ERROR_CHI2
 from vlatwin.writers.storage import atomic_write_bytes
 
 #: Joints drawn as small multiples (the residual table lists all of them).
@@ -232,7 +233,8 @@ def fidelity_summary(data: FidelityReportData) -> dict:
     ``held_out_band_coverage`` (share of held-out measured samples inside the identified twin's 95 %
     band), ``band_calibration`` ("well-calibrated" for 0.90-0.98, "over-confident" below: band too narrow,
     "under-confident" above: band too wide), ``final_J_nominal`` / ``final_J_identified`` [rad² s],
-    ``params_total``, ``params_identifiable``, ``params_not_identifiable``.
+    ``params_total``, ``params_identifiable``, ``params_not_identifiable``, ``reduced_chi2`` (the fit's squared
+    residuals per degree of freedom in units of the noise floor: far above 1, model error dominates).
     """
     validate_report_data(data)
     t = np.asarray(data.t, dtype=float)
@@ -260,6 +262,8 @@ def fidelity_summary(data: FidelityReportData) -> dict:
         coverage = _f(band_coverage(q, data.band_lo, data.band_hi, held))
     out["held_out_band_coverage"] = coverage
     out["band_calibration"] = _calibration(coverage)
+    chi2 = _f((data.fit or {}).get("reduced_chi2"))
+    out["reduced_chi2"] = chi2
     out["params_total"] = len(data.params)
     out["params_identifiable"] = sum(1 for p in data.params if p.identifiable)
     out["params_not_identifiable"] = out["params_total"] - out["params_identifiable"]
@@ -584,6 +588,12 @@ def _verdict_line(numbers: dict) -> str:
     if calib is not None:
         cls = "ok" if calib == "well-calibrated" else "bad"
         parts.append(f'its 95 % band holds {_pct(cov)} of them: <span class="{cls}">{_esc(calib)}</span>')
+    chi2 = numbers.get("reduced_chi2")
+    if chi2 is not None and chi2 > MODEL_ERROR_CHI2:
+        parts.append(
+            f'<span class="bad">the fit\'s residuals are {math.sqrt(chi2):.0f}× the noise floor: model error dominates and '
+            "the parameter intervals (which assume a right model) are too narrow</span>"
+        )
     fit_id = numbers["fit_rms_identified"]
     if fit_id is not None and ident is not None and fit_id > 0 and ident > 3.0 * fit_id:
         parts.append(

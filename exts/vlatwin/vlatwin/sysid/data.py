@@ -63,6 +63,8 @@ class Recording:
     safety_events: list[dict] = field(default_factory=list)
     events: list[dict] = field(default_factory=list)
     metadata: dict = field(default_factory=dict)
+    images: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
+    """Camera frames of the same instant from both sides: (label "camera @ t s", robot RGB, twin RGB)."""
 
     def __post_init__(self) -> None:
         n, j = len(self.t), len(self.joint_names)
@@ -197,7 +199,28 @@ def recording_from_runlog(path: str | Path) -> Recording:
         safety_events=[{"t": t, **m} for t, m in data.messages("/safety/event")],
         events=[{"t": t, **m} for t, m in data.messages("/events")],
         metadata=dict(meta),
+        images=_image_pairs(data),
     )
+
+
+def _image_pairs(data, limit: int = 12) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Robot and twin camera frames logged at the same host time, spread evenly over the run (at most
+    ``limit``: the report embeds each pair)."""
+    from vlatwin.twin.cameras import decode_image_message
+
+    pairs = []
+    for topic in sorted(data.topics):
+        if not topic.startswith("/robot/camera/"):
+            continue
+        name = topic[len("/robot/camera/"):]
+        twin = {round(t, 6): m for t, m in data.messages(f"/twin/camera/{name}")}
+        t0 = data.start_time or 0.0
+        for t, m in data.messages(topic):
+            if round(t, 6) in twin:
+                pairs.append((t, name, m, twin[round(t, 6)], t0))
+    if len(pairs) > limit:
+        pairs = [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, limit).round()]
+    return [(f"{name} @ {t - t0:.2f} s", decode_image_message(robot), decode_image_message(twin)) for t, name, robot, twin, t0 in pairs]
 
 
 def _vector(value: Any, name: str, path: Path) -> np.ndarray:

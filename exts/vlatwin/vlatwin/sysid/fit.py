@@ -84,6 +84,10 @@ class ParamEstimate:
         return None if self.std is None else (self.value - 1.96 * self.std, self.value + 1.96 * self.std)
 
 
+MODEL_ERROR_CHI2 = 10.0
+"""Reduced chi^2 above which a fit is reported as dominated by model error (residuals > ~3x the noise floor)."""
+
+
 @dataclass
 class FitResult:
     estimates: list[ParamEstimate]
@@ -106,6 +110,15 @@ class FitResult:
     fit_joints: list[str]
     autocorrelation: float
     extra: dict = field(default_factory=dict)
+    reduced_chi2: float = float("nan")
+    """Sum of squared residuals in units of the noise floor per degree of freedom at the optimum: about 1 when
+    the twin reproduces the recording down to its noise; far above it, model error dominates (a parameter
+    outside the fitted groups, or a local minimum) and the intervals, which assume a right model, are too
+    narrow."""
+
+    @property
+    def model_error_dominates(self) -> bool:
+        return bool(self.reduced_chi2 > MODEL_ERROR_CHI2)
 
     @property
     def correlation(self) -> np.ndarray:
@@ -404,6 +417,7 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
         wall_s=time.perf_counter() - started, residual_std=resid.std(axis=0) * sigma, fit_joints=[rec.joint_names[k] for k in cols],
         autocorrelation=rho,
         extra={"x": x_full, "free": free, "pset": pset_all, "sigma": sigma, "joints": [p for p, s in zip(d.joint_names, sel) if s]},
+        reduced_chi2=float(r @ r) / max(r.size - len(free), 1),
     )
 
 

@@ -27,6 +27,7 @@ def result_to_dict(result: FitResult, *, recording: str, heldout: dict | None = 
             "cost_initial": result.cost_initial, "cost_final": result.cost_final,
             "evaluations": result.evaluations, "rollouts": result.rollouts, "wall_s": round(result.wall_s, 2),
             "residual_autocorrelation": round(result.autocorrelation, 4),
+            "reduced_chi2": float(result.reduced_chi2),
             "residual_std": {n.rsplit("/", 1)[-1]: float(s) for n, s in zip(result.fit_joints, result.residual_std)},
         },
         "heldout": heldout or {},
@@ -97,5 +98,6 @@ def result_from_dict(doc: dict, description, *, source: str = "params.yaml") -> 
         residual_std=np.array(list(std.values()), dtype=float),
         fit_joints=[p for p, s in zip(description.joint_names, short) if s in std],
         autocorrelation=float(fit.get("residual_autocorrelation", 0.0)),
+        reduced_chi2=float(fit.get("reduced_chi2", float("nan"))),
         extra={"x": x, "free": free, "pset": pset, "joints": [p for p, s in zip(description.joint_names, sel) if s]},
     )

@@ -62,6 +62,21 @@ TOPICS: dict[str, dict[str, Any]] = {
     "/events": {"text": "string", "level": "string"},
 }
 
+#: Camera frames: ``/robot/camera/<name>`` (the robot's) and ``/twin/camera/<name>`` (the twin's, same instant),
+#: as Foxglove's ``foxglove.CompressedImage`` in JSON encoding (PNG bytes as base64) so Foxglove shows them.
+IMAGE_TOPIC_PREFIXES = ("/robot/camera/", "/twin/camera/")
+COMPRESSED_IMAGE_SCHEMA_NAME = "foxglove.CompressedImage"
+COMPRESSED_IMAGE_SCHEMA = {
+    "title": COMPRESSED_IMAGE_SCHEMA_NAME,
+    "type": "object",
+    "properties": {
+        "timestamp": {"type": "object", "properties": {"sec": {"type": "integer"}, "nsec": {"type": "integer"}}},
+        "frame_id": {"type": "string"},
+        "data": {"type": "string", "contentEncoding": "base64"},
+        "format": {"type": "string"},
+    },
+}
+
 METADATA_NAME = "vlatwin"
 LIBRARY = "vlatwin"
 
@@ -226,9 +241,13 @@ class RunLog:
     def _channel(self, topic: str, message: Mapping[str, Any]) -> int:
         channel_id = self._channels.get(topic)
         if channel_id is None:
-            fields = TOPICS.get(topic) or infer_fields(message)
-            schema = json.dumps(topic_schema(topic, fields)).encode("utf-8")
-            schema_name = "vlatwin" + topic.replace("/", ".") if topic.startswith("/") else f"vlatwin.{topic}"
+            if topic.startswith(IMAGE_TOPIC_PREFIXES):
+                schema = json.dumps(COMPRESSED_IMAGE_SCHEMA).encode("utf-8")
+                schema_name = COMPRESSED_IMAGE_SCHEMA_NAME
+            else:
+                fields = TOPICS.get(topic) or infer_fields(message)
+                schema = json.dumps(topic_schema(topic, fields)).encode("utf-8")
+                schema_name = "vlatwin" + topic.replace("/", ".") if topic.startswith("/") else f"vlatwin.{topic}"
             schema_id = self._writer.register_schema(name=schema_name, encoding="jsonschema", data=schema)
             channel_id = self._writer.register_channel(topic=topic, message_encoding="json", schema_id=schema_id)
             self._channels[topic] = channel_id

@@ -2,13 +2,15 @@
 
 Per control period (the picture in words)::
 
-    robot state (newest, robot clock) --clock sync--> host time of the measurement
-        --delay compensation (twin delta)--> measured state now --Kalman (twin = process model)--> estimate
-        --> re-sync the twin from the estimate when they part by more than a threshold
+    robot states (robot clock, with the target the servo tracked and since when) --clock sync--> host times
+        --rollback--> re-simulate the twin from its last fused state with the commands as the robot reports
+        applying them, fuse the newest measurement (Kalman, twin = process model), re-simulate to now with the
+        commands not yet reported, spread over the measured delay distribution
         --> J += |q_robot(t_meas) - q_twin(t_meas)|^2 dt  (offset-corrected timestamps), alarms
+        --> robot camera frames, if any: the twin renders the same cameras at the same instant
     twin observation --> policy --> controller --> joint targets
         --> safety monitor (NaN, limits, relative clamp, rates, workspace, collision, shadow roll-out)
-        --> twin (applied after the estimated downlink delay) and robot (with a TTL)
+        --> twin (applied after the measured downlink delay) and robot (with a TTL)
     watchdog: no robot state for max(3 periods, 100 ms) --> latched e-stop (robot told to stop)
 
 Everything is logged to an MCAP run log (robot and twin states, estimate, commands before/after safety,
@@ -281,6 +283,10 @@ class TwinRunner:
         self._pending: deque[tuple[float, np.ndarray, int]] = deque()  # (apply at host time, target_q, seq) for the twin
         self._resyncs = 0
         self._last_sent_target: np.ndarray | None = None
+        # Robot camera frames waiting for the twin's frame of the same instant: (host time, camera names).
+        self._frame_requests: list[tuple[float, tuple[str, ...]]] = []
+        self._twin_cameras = None
+        self.frames_logged = 0
         self._k = 0
         self.done = False
         self._stopped = False
@@ -293,7 +299,8 @@ class TwinRunner:
             # The first anchor is the reset state at the start (what the robot starts from too); whatever the
             # reset simulated before it (settling) is not the robot's history to roll back into.
             self._snapshots.clear()
-            self._snapshots.append((self._t0, self.started._sim.snapshot(), True))
+            if s.sync and s.resync == "rollback":
+                self._snapshots.append((self._t0, self.started._sim.snapshot(), True))
             self.state_watchdog.feed(self._t0)
             self._record_twin(self._t0, state)
             for _ in range(4):  # a first clock estimate before moving
@@ -534,11 +541,34 @@ class TwinRunner:
             status.get("last_command_seq"), self._to_host(),
         )
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
+        if obs.images:
+            self._log_robot_frames(obs.images, t_meas)
         self.log.log("/robot/state", obs.host_time, {
             "seq": obs.seq, "robot_time": obs.robot_time, "host_time": obs.host_time, "t_meas": t_meas,
             "joint_q": self._from_robot(obs.joint_q), "joint_qd": self._from_robot(obs.joint_qd), "status": obs.status,
             **({} if obs.joint_q_desired is None else {"joint_q_desired": self._from_robot(obs.joint_q_desired)}),
         })
+
+    def _log_robot_frames(self, images: dict, t_meas: float) -> None:
+        """Log the robot's camera frames; the twin renders its own of the same instant in the next rollback."""
+        from vlatwin.twin.cameras import image_message
+
+        for name, image in images.items():
+            self.log.log(f"/robot/camera/{name}", t_meas, image_message(image, t_meas, name))
+        # The twin's frames come from the Newton renderer of the re-simulation (Isaac Sim twins: not yet).
+        if self.settings.sync and self.settings.resync == "rollback" and getattr(self.started._sim, "name", "") == "newton":
+            self._frame_requests.append((t_meas, tuple(images)))
+
+    def _render_twin_frames(self, sim, t_frame: float, names: tuple[str, ...]) -> None:
+        """The twin's frames of the cameras ``names`` from its current state, logged at host time ``t_frame``."""
+        from vlatwin.twin.cameras import StageCameras, image_message
+
+        if self._twin_cameras is None or not set(names) <= set(self._twin_cameras.names):
+            self._twin_cameras = StageCameras(sim, self.setup.stage_path, names=sorted(set(names)))
+        for name, image in self._twin_cameras.render().items():
+            if name in names:
+                self.log.log(f"/twin/camera/{name}", t_frame, image_message(image, t_frame, name))
+        self.frames_logged += 1
 
     def _mirror_robot_mode(self, obs, now: float) -> None:
         """A stopped robot (e-stop, latched on either side) holds where it is: the twin's drives then hold the
@@ -568,7 +598,20 @@ class TwinRunner:
         steps_to_meas = min(steps_total, max(0, int(round((t_meas - t_snap) / self.physics_dt))))
         schedule = self.commands.schedule(t_snap, t_meas, self._to_host())
         sim.restore(snap)
-        self._replay_commands(sim, t_snap, 0, steps_to_meas, schedule)
+        # Robot camera frames between the anchor and the measurement: the twin renders its own at the same step
+        # of the re-simulation (what it predicted for that instant from the state before). Older ones can no
+        # longer be re-simulated and are dropped.
+        frames = sorted(
+            (min(steps_to_meas, max(0, int(round((t - t_snap) / self.physics_dt)))), t, names)
+            for t, names in self._frame_requests if t_snap - 1e-9 <= t <= t_meas + 1e-9
+        )
+        self._frame_requests = [r for r in self._frame_requests if r[0] > t_meas + 1e-9]
+        done = 0
+        for k_frame, t_frame, names in frames:
+            self._replay_commands(sim, t_snap, done, k_frame, schedule)
+            done = k_frame
+            self._render_twin_frames(sim, t_frame, names)
+        self._replay_commands(sim, t_snap, done, steps_to_meas, schedule)
         state = sim.get_state()
         q_pred, qd_pred = np.asarray(state.joint_q, float), np.asarray(state.joint_qd, float)
         dt = t_meas - self._kalman_t if self._kalman_t is not None and t_meas > self._kalman_t else self.control_dt
