@@ -260,7 +260,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         latency_s=rec.latency_s, clock=rec.clock,
         safety_events=[{"t": e.get("t"), "kind": e.get("kind", ""), "reason": e.get("reason", "")} for e in rec.safety_events],
         events=[{"t": e.get("t"), "level": e.get("level", ""), "text": e.get("text", "")} for e in rec.events],
-        images=list(rec.images),
+        images=list(rec.images), point_clouds=list(rec.point_clouds),
     )
     path = write_fidelity_report(data, args.out)
     summary = fidelity_summary(data)

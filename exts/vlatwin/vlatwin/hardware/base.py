@@ -52,6 +52,8 @@ class RobotObservation:
     images: dict[str, np.ndarray] | None = None
     """Camera frames taken at ``robot_time`` (uint8 (H, W, 3) RGB by camera name), on the states that carry them
     (LeRobot robots' ``get_observation`` has its cameras the same way)."""
+    point_clouds: dict[str, np.ndarray] | None = None
+    """LIDAR clouds taken at ``robot_time`` ((N, 3) float32 [m] in each sensor's frame, by LIDAR name)."""
 
 
 @dataclass(frozen=True)

@@ -155,6 +155,11 @@ class EmulationParams:
     instant, and the fidelity report compares them."""
     cameras: tuple[str, ...] = ()
     """Which of the stage's cameras (empty: all of them)."""
+    lidar_hz: float = 0.0
+    """LIDAR clouds per second [Hz] (ideal scans with time frozen at the state's instant, sensor frame) sent with
+    the state sampled then (``RobotObservation.point_clouds``; 0: none)."""
+    lidars: tuple[str, ...] = ()
+    """Which of the stage's LIDARs (empty: all of them)."""
 
     def __post_init__(self) -> None:
         def put(name, value):
@@ -181,6 +186,8 @@ class EmulationParams:
         put("state_rate_hz", _number(self.state_rate_hz, "state_rate_hz", lo=0.0, lo_open=True))
         put("camera_hz", _number(self.camera_hz, "camera_hz", lo=0.0))
         put("cameras", tuple(str(c) for c in self.cameras))
+        put("lidar_hz", _number(self.lidar_hz, "lidar_hz", lo=0.0))
+        put("lidars", tuple(str(c) for c in self.lidars))
         put("max_decel", _number(self.max_decel, "max_decel", lo=0.0, lo_open=True))
         put("spikes", _windows(self.spikes, 3, "EmulationParams.spikes"))
         put("blackouts", _windows(self.blackouts, 2, "EmulationParams.blackouts"))
@@ -207,7 +214,8 @@ class EmulationParams:
         (or ``offset_ms``), ``drift_ppm``, ``mismatch``, ``damping_scale``, ``damping_add``, ``friction_add``, ``armature_add``,
         ``mass_scale``, ``gain_scale``, ``noise_q``, ``noise_qd``, ``seed``, ``rate_hz``, ``hold_ms`` (or
         ``hold_s``), ``max_decel``, ``clip`` (true/false), ``spikes`` (``start:end:extra,...`` [s since
-        connect]), ``blackouts`` (``start:end,...`` [s]), ``camera_hz`` and ``cameras`` (``front,top``).
+        connect]), ``blackouts`` (``start:end,...`` [s]), ``camera_hz`` and ``cameras`` (``front,top``), ``lidar_hz``
+        and ``lidars``.
         """
         kwargs: dict[str, Any] = {}
         for key, raw in dict(options).items():
@@ -285,6 +293,8 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "blackouts": ("blackouts", _window_list(2)),
     "camera_hz": ("camera_hz", float),
     "cameras": ("cameras", lambda text: tuple(c.strip() for c in text.split(",") if c.strip())),
+    "lidar_hz": ("lidar_hz", float),
+    "lidars": ("lidars", lambda text: tuple(c.strip() for c in text.split(",") if c.strip())),
 }
 _HINTS = {
     "seed": "a whole number",
@@ -292,6 +302,7 @@ _HINTS = {
     "spikes": "start_s:end_s:extra_s[,...]",
     "blackouts": "start_s:end_s[,...]",
     "cameras": "camera names, comma separated",
+    "lidars": "lidar names, comma separated",
 }
 
 
@@ -439,10 +450,17 @@ class EmulatedRobot(Robot):
             self._target_time = self.robot_clock(self._t0)
             self._applied: list[tuple[float, int, np.ndarray]] = []
             self._next_frame = self._t0 if p.camera_hz > 0 else math.inf
+            self._next_cloud = self._t0 if p.lidar_hz > 0 else math.inf
             if p.camera_hz > 0 and getattr(self, "_cameras", None) is None:
                 from vlatwin.twin.cameras import StageCameras
 
                 self._cameras = StageCameras(self._sim, self.stage_path, names=p.cameras or None)
+            if p.lidar_hz > 0 and getattr(self, "_lidars", None) is None:
+                from vlatwin.twin.lidars import StageLidars
+
+                self._lidars = StageLidars(self._sim, self.stage_path, names=p.lidars or None)
+                if not self._lidars.names:
+                    raise VlatwinError(f"emulated robot: lidar_hz={p.lidar_hz:g} but the stage {self.stage_path} has no LIDAR")
             self._connected = True
 
     def disconnect(self) -> None:
@@ -450,7 +468,7 @@ class EmulatedRobot(Robot):
         self.stop_realtime()
         with self._lock:
             self._connected = False
-            self._cameras = None
+            self._cameras = self._lidars = None
             if self._sim is not None:
                 self._sim.close()
                 self._sim = None
@@ -556,6 +574,10 @@ class EmulatedRobot(Robot):
             fields_["images"] = self._cameras.render()
             period = 1.0 / p.camera_hz
             self._next_frame = self._t0 + (math.floor((t - self._t0) / period + 1e-9) + 1) * period
+        if t >= self._next_cloud - _EPS_STEPS * self._dt:
+            fields_["point_clouds"] = self._lidars.scan()
+            period = 1.0 / p.lidar_hz
+            self._next_cloud = self._t0 + (math.floor((t - self._t0) / period + 1e-9) + 1) * period
         delay = self._up.delay(t - self._t0)
         if delay is not None:
             heapq.heappush(self._up_q, (t + delay, seq, fields_))

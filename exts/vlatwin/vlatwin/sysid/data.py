@@ -65,6 +65,8 @@ class Recording:
     metadata: dict = field(default_factory=dict)
     images: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
     """Camera frames of the same instant from both sides: (label "camera @ t s", robot RGB, twin RGB)."""
+    point_clouds: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
+    """LIDAR clouds of the same instant from both sides: (label "lidar @ t s", robot (N, 3), twin (M, 3)) [m]."""
 
     def __post_init__(self) -> None:
         n, j = len(self.t), len(self.joint_names)
@@ -199,28 +201,31 @@ def recording_from_runlog(path: str | Path) -> Recording:
         safety_events=[{"t": t, **m} for t, m in data.messages("/safety/event")],
         events=[{"t": t, **m} for t, m in data.messages("/events")],
         metadata=dict(meta),
-        images=_image_pairs(data),
+        images=_pairs(data, "camera"),
+        point_clouds=_pairs(data, "lidar"),
     )
 
 
-def _image_pairs(data, limit: int = 12) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """Robot and twin camera frames logged at the same host time, spread evenly over the run (at most
-    ``limit``: the report embeds each pair)."""
-    from vlatwin.twin.cameras import decode_image_message
+def _pairs(data, kind: str, limit: int = 12) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    """Robot and twin camera frames (``kind`` "camera") or LIDAR clouds ("lidar") logged at the same host time,
+    spread evenly over the run (at most ``limit``: the report embeds each pair)."""
+    if kind == "camera":
+        from vlatwin.twin.cameras import decode_image_message as decode
+    else:
+        from vlatwin.twin.lidars import decode_cloud_message as decode
 
+    prefix = f"/robot/{kind}/"
+    t0 = data.start_time or 0.0
     pairs = []
     for topic in sorted(data.topics):
-        if not topic.startswith("/robot/camera/"):
+        if not topic.startswith(prefix):
             continue
-        name = topic[len("/robot/camera/"):]
-        twin = {round(t, 6): m for t, m in data.messages(f"/twin/camera/{name}")}
-        t0 = data.start_time or 0.0
-        for t, m in data.messages(topic):
-            if round(t, 6) in twin:
-                pairs.append((t, name, m, twin[round(t, 6)], t0))
+        name = topic[len(prefix):]
+        twin = {round(t, 6): m for t, m in data.messages(f"/twin/{kind}/{name}")}
+        pairs += [(t, name, m, twin[round(t, 6)]) for t, m in data.messages(topic) if round(t, 6) in twin]
     if len(pairs) > limit:
         pairs = [pairs[int(i)] for i in np.linspace(0, len(pairs) - 1, limit).round()]
-    return [(f"{name} @ {t - t0:.2f} s", decode_image_message(robot), decode_image_message(twin)) for t, name, robot, twin, t0 in pairs]
+    return [(f"{name} @ {t - t0:.2f} s", decode(robot), decode(twin)) for t, name, robot, twin in pairs]
 
 
 def _vector(value: Any, name: str, path: Path) -> np.ndarray:

@@ -35,15 +35,7 @@ class StageCameras:
         from vlatwin.utils.transforms import look_at_matrix
 
         stage = open_stage(stage_path)
-        cfgs = [CameraCfg(**c) for c in read_cameras(stage)]
-        if names is not None:
-            known = {c.name for c in cfgs}
-            missing = [n for n in names if n not in known]
-            if missing:
-                raise VlatwinError(
-                    f"camera {missing[0]!r} is not on the stage {stage_path} (it has: {', '.join(sorted(known)) or 'none'})"
-                )
-            cfgs = [c for c in cfgs if c.name in set(names)]
+        cfgs = select_by_name([CameraCfg(**c) for c in read_cameras(stage)], names, "camera", stage_path)
         self.renderer = CameraRendererNewton(sim, stage, shadows=False)
         self._poses: dict[str, np.ndarray] = {}
         for cfg in cfgs:
@@ -63,6 +55,23 @@ class StageCameras:
         return {name: self.renderer.render_color(name, T)[..., :3].copy() for name, T in self._poses.items()}
 
 
+def select_by_name(cfgs: list, names, kind: str, stage_path) -> list:
+    """The sensor configs named in ``names`` (None: all); an unknown name is one error naming the stage's."""
+    if names is None:
+        return cfgs
+    known = {c.name for c in cfgs}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise VlatwinError(f"{kind} {missing[0]!r} is not on the stage {stage_path} (it has: {', '.join(sorted(known)) or 'none'})")
+    return [c for c in cfgs if c.name in set(names)]
+
+
+def foxglove_time(t_host: float) -> dict:
+    """A Foxglove ``time`` (sec, nsec) of host time ``t_host`` [s]."""
+    sec = math.floor(t_host)
+    return {"sec": int(sec), "nsec": int(round((t_host - sec) * 1e9)) % 1_000_000_000}
+
+
 def image_message(image: np.ndarray, t_host: float, frame_id: str) -> dict:
     """A ``foxglove.CompressedImage`` (PNG) message for the run log."""
     from vlatwin.writers.encoding import png_bytes
@@ -70,9 +79,8 @@ def image_message(image: np.ndarray, t_host: float, frame_id: str) -> dict:
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise VlatwinError(f"camera {frame_id}: expected a uint8 (H, W, 3) frame, got {image.dtype} {image.shape}")
-    sec = math.floor(t_host)
     return {
-        "timestamp": {"sec": int(sec), "nsec": int(round((t_host - sec) * 1e9)) % 1_000_000_000},
+        "timestamp": foxglove_time(t_host),
         "frame_id": frame_id,
         "data": base64.b64encode(png_bytes(image)).decode("ascii"),
         "format": "png",

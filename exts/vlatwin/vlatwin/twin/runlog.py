@@ -77,6 +77,28 @@ COMPRESSED_IMAGE_SCHEMA = {
     },
 }
 
+#: LIDAR clouds: ``/robot/lidar/<name>`` and ``/twin/lidar/<name>`` as Foxglove's ``foxglove.PointCloud`` (JSON,
+#: packed x, y, z float32 as base64, sensor frame).
+CLOUD_TOPIC_PREFIXES = ("/robot/lidar/", "/twin/lidar/")
+POINT_CLOUD_SCHEMA_NAME = "foxglove.PointCloud"
+_VEC3 = {"type": "object", "properties": {k: {"type": "number"} for k in "xyz"}}
+POINT_CLOUD_SCHEMA = {
+    "title": POINT_CLOUD_SCHEMA_NAME,
+    "type": "object",
+    "properties": {
+        "timestamp": {"type": "object", "properties": {"sec": {"type": "integer"}, "nsec": {"type": "integer"}}},
+        "frame_id": {"type": "string"},
+        "pose": {"type": "object", "properties": {
+            "position": _VEC3, "orientation": {"type": "object", "properties": {k: {"type": "number"} for k in "xyzw"}},
+        }},
+        "point_stride": {"type": "integer"},
+        "fields": {"type": "array", "items": {"type": "object", "properties": {
+            "name": {"type": "string"}, "offset": {"type": "integer"}, "type": {"type": "integer"},
+        }}},
+        "data": {"type": "string", "contentEncoding": "base64"},
+    },
+}
+
 METADATA_NAME = "vlatwin"
 LIBRARY = "vlatwin"
 
@@ -244,6 +266,9 @@ class RunLog:
             if topic.startswith(IMAGE_TOPIC_PREFIXES):
                 schema = json.dumps(COMPRESSED_IMAGE_SCHEMA).encode("utf-8")
                 schema_name = COMPRESSED_IMAGE_SCHEMA_NAME
+            elif topic.startswith(CLOUD_TOPIC_PREFIXES):
+                schema = json.dumps(POINT_CLOUD_SCHEMA).encode("utf-8")
+                schema_name = POINT_CLOUD_SCHEMA_NAME
             else:
                 fields = TOPICS.get(topic) or infer_fields(message)
                 schema = json.dumps(topic_schema(topic, fields)).encode("utf-8")

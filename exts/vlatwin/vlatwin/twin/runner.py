@@ -283,9 +283,10 @@ class TwinRunner:
         self._pending: deque[tuple[float, np.ndarray, int]] = deque()  # (apply at host time, target_q, seq) for the twin
         self._resyncs = 0
         self._last_sent_target: np.ndarray | None = None
-        # Robot camera frames waiting for the twin's frame of the same instant: (host time, camera names).
-        self._frame_requests: list[tuple[float, tuple[str, ...]]] = []
-        self._twin_cameras = None
+        # Robot camera frames / LIDAR clouds waiting for the twin's of the same instant: (host time, camera names,
+        # lidar names).
+        self._frame_requests: list[tuple[float, tuple[str, ...], tuple[str, ...]]] = []
+        self._twin_cameras = self._twin_lidars = None
         self.frames_logged = 0
         self._k = 0
         self.done = False
@@ -541,33 +542,45 @@ class TwinRunner:
             status.get("last_command_seq"), self._to_host(),
         )
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
-        if obs.images:
-            self._log_robot_frames(obs.images, t_meas)
+        if obs.images or getattr(obs, "point_clouds", None):
+            self._log_robot_frames(obs.images or {}, getattr(obs, "point_clouds", None) or {}, t_meas)
         self.log.log("/robot/state", obs.host_time, {
             "seq": obs.seq, "robot_time": obs.robot_time, "host_time": obs.host_time, "t_meas": t_meas,
             "joint_q": self._from_robot(obs.joint_q), "joint_qd": self._from_robot(obs.joint_qd), "status": obs.status,
             **({} if obs.joint_q_desired is None else {"joint_q_desired": self._from_robot(obs.joint_q_desired)}),
         })
 
-    def _log_robot_frames(self, images: dict, t_meas: float) -> None:
-        """Log the robot's camera frames; the twin renders its own of the same instant in the next rollback."""
+    def _log_robot_frames(self, images: dict, clouds: dict, t_meas: float) -> None:
+        """Log the robot's camera frames and LIDAR clouds; the twin makes its own of the same instant in the next
+        rollback."""
         from vlatwin.twin.cameras import image_message
+        from vlatwin.twin.lidars import cloud_message
 
         for name, image in images.items():
             self.log.log(f"/robot/camera/{name}", t_meas, image_message(image, t_meas, name))
-        # The twin's frames come from the Newton renderer of the re-simulation (Isaac Sim twins: not yet).
+        for name, points in clouds.items():
+            self.log.log(f"/robot/lidar/{name}", t_meas, cloud_message(points, t_meas, name))
+        # The twin's come from Newton's renderer in the re-simulation (Isaac Sim twins: not yet).
         if self.settings.sync and self.settings.resync == "rollback" and getattr(self.started._sim, "name", "") == "newton":
-            self._frame_requests.append((t_meas, tuple(images)))
+            self._frame_requests.append((t_meas, tuple(images), tuple(clouds)))
 
-    def _render_twin_frames(self, sim, t_frame: float, names: tuple[str, ...]) -> None:
-        """The twin's frames of the cameras ``names`` from its current state, logged at host time ``t_frame``."""
+    def _render_twin_frames(self, sim, t_frame: float, cameras: tuple[str, ...], lidars: tuple[str, ...]) -> None:
+        """The twin's frames of ``cameras`` and clouds of ``lidars`` from its current state, logged at ``t_frame``."""
         from vlatwin.twin.cameras import StageCameras, image_message
+        from vlatwin.twin.lidars import StageLidars, cloud_message
 
-        if self._twin_cameras is None or not set(names) <= set(self._twin_cameras.names):
-            self._twin_cameras = StageCameras(sim, self.setup.stage_path, names=sorted(set(names)))
-        for name, image in self._twin_cameras.render().items():
-            if name in names:
-                self.log.log(f"/twin/camera/{name}", t_frame, image_message(image, t_frame, name))
+        if cameras:
+            if self._twin_cameras is None or not set(cameras) <= set(self._twin_cameras.names):
+                self._twin_cameras = StageCameras(sim, self.setup.stage_path, names=sorted(set(cameras)))
+            for name, image in self._twin_cameras.render().items():
+                if name in cameras:
+                    self.log.log(f"/twin/camera/{name}", t_frame, image_message(image, t_frame, name))
+        if lidars:
+            if self._twin_lidars is None or not set(lidars) <= set(self._twin_lidars.names):
+                self._twin_lidars = StageLidars(sim, self.setup.stage_path, names=sorted(set(lidars)))
+            for name, points in self._twin_lidars.scan().items():
+                if name in lidars:
+                    self.log.log(f"/twin/lidar/{name}", t_frame, cloud_message(points, t_frame, name))
         self.frames_logged += 1
 
     def _mirror_robot_mode(self, obs, now: float) -> None:
@@ -602,15 +615,15 @@ class TwinRunner:
         # of the re-simulation (what it predicted for that instant from the state before). Older ones can no
         # longer be re-simulated and are dropped.
         frames = sorted(
-            (min(steps_to_meas, max(0, int(round((t - t_snap) / self.physics_dt)))), t, names)
-            for t, names in self._frame_requests if t_snap - 1e-9 <= t <= t_meas + 1e-9
+            (min(steps_to_meas, max(0, int(round((t - t_snap) / self.physics_dt)))), t, cameras, lidars)
+            for t, cameras, lidars in self._frame_requests if t_snap - 1e-9 <= t <= t_meas + 1e-9
         )
         self._frame_requests = [r for r in self._frame_requests if r[0] > t_meas + 1e-9]
         done = 0
-        for k_frame, t_frame, names in frames:
+        for k_frame, t_frame, cameras, lidars in frames:
             self._replay_commands(sim, t_snap, done, k_frame, schedule)
             done = k_frame
-            self._render_twin_frames(sim, t_frame, names)
+            self._render_twin_frames(sim, t_frame, cameras, lidars)
         self._replay_commands(sim, t_snap, done, steps_to_meas, schedule)
         state = sim.get_state()
         q_pred, qd_pred = np.asarray(state.joint_q, float), np.asarray(state.joint_qd, float)
