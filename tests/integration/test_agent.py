@@ -307,7 +307,7 @@ class FakeSO101:
 
     @property
     def observation_features(self) -> dict:
-        return {**{f"{m}.pos": float for m in self.MOTORS}, "front": (480, 640, 3)}
+        return {**{f"{m}.pos": float for m in self.MOTORS}, "front": (4, 6, 3)}
 
     @property
     def action_features(self) -> dict:
@@ -331,7 +331,7 @@ class FakeSO101:
         pass
 
     def get_observation(self) -> dict:
-        return {**self.present, "front": np.zeros((4, 4, 3), np.uint8)}
+        return {**self.present, "front": np.arange(4 * 6 * 3, dtype=np.uint8).reshape(4, 6, 3)}
 
     def send_action(self, action: dict) -> dict:
         goal = {}
@@ -371,6 +371,9 @@ def test_lerobot_driver_behind_agent():
         robot.send_action(RobotAction(target, send_time=now, expires_at=now + 1.0))
         assert _wait(lambda: robot.get_observation() is not None and abs(robot.get_observation().joint_q[0] - np.deg2rad(15.0)) < 1e-9)
         assert fake.present["shoulder_pan.pos"] == pytest.approx(15.0)
+        # Its camera frames come with the states (at the agent's sensor rate), exactly as the robot took them.
+        framed = _wait(lambda: [o for o in robot.poll_observations() if o.images], timeout=3.0)
+        assert framed and np.array_equal(framed[0].images["front"], fake.get_observation()["front"])
         assert robot.estop()
         assert _wait(lambda: robot.get_observation().status["estop"])
     finally:
@@ -422,3 +425,82 @@ def test_franky_driver_against_a_fake_module():
     assert calls[-1] == ("stop",)
     held = driver.send_action(RobotAction(np.ones(9), seq=2))
     assert np.allclose(held.target_q, target)
+
+
+class _SensorRobot:
+    """A robot whose every 5th state carries two camera frames and a LIDAR cloud (random: nothing compresses them)."""
+
+    name = "sensors"
+    joint_names = ("j0", "j1")
+
+    def __init__(self):
+        from vlatwin.hardware.base import RobotObservation
+
+        self._obs_type = RobotObservation
+        self.rng = np.random.default_rng(3)
+        self.seq = 0
+        self.sent: dict[int, tuple[dict, dict]] = {}
+        self.connected = False
+
+    is_connected = property(lambda self: self.connected)
+
+    def connect(self):
+        self.connected = True
+
+    def disconnect(self):
+        self.connected = False
+
+    def get_observation(self):
+        self.seq += 1
+        images = clouds = None
+        if self.seq % 5 == 0:
+            images = {"front": self.rng.integers(0, 256, (96, 128, 3), dtype=np.uint8),
+                      "wrist": self.rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)}
+            clouds = {"os1": self.rng.normal(size=(3000, 3)).astype(np.float32)}
+            self.sent[self.seq] = (images, clouds)
+        t = time.monotonic()
+        return self._obs_type(seq=self.seq, robot_time=t, host_time=t, joint_q=np.zeros(2), joint_qd=np.zeros(2),
+                              images=images, point_clouds=clouds)
+
+    def send_action(self, action):
+        return action
+
+    def sync_sample(self):
+        return None
+
+    def estop(self):
+        pass
+
+    def reset_estop(self):
+        pass
+
+
+def test_camera_frames_and_clouds_travel_with_their_state():
+    """Sensor frames cross the agent bit-exact, attached to the state of their instant (never to another), thinned to
+    the agent's sensor rate, without counting as gaps in the state stream; the 100 kB frames do not stop the states."""
+    driver = _SensorRobot()
+    agent = RobotAgent(driver, bind="tcp://127.0.0.1:0", state_rate_hz=200, sensor_hz=20)
+    address = agent.start_thread()
+    robot = RemoteRobot(address, timeout_s=2.0)
+    received = []
+    try:
+        robot.connect()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 2.0:
+            received += robot.poll_observations()
+            time.sleep(0.01)
+    finally:
+        robot.disconnect()
+        agent.stop()
+    with_frames = [obs for obs in received if obs.images or obs.point_clouds]
+    assert len(received) > 150, len(received)
+    span = received[-1].robot_time - received[0].robot_time
+    rate = len(with_frames) / span
+    assert 12.0 <= rate <= 21.0, rate  # 40 Hz offered, 20 Hz allowed
+    for obs in with_frames:
+        images, clouds = driver.sent[obs.seq]
+        assert set(obs.images) == {"front", "wrist"} and set(obs.point_clouds) == {"os1"}
+        assert all(np.array_equal(obs.images[k], images[k]) for k in images)
+        assert obs.point_clouds["os1"].dtype == np.float32 and np.array_equal(obs.point_clouds["os1"], clouds["os1"])
+    assert robot.stats["state_gaps"] == 0 and robot.stats["malformed_states"] == 0 and robot.stats["malformed_sensors"] == 0
+    assert agent.stats["sensors_skipped"] > 0 and agent.stats["sensors_sent"] >= 3 * len(with_frames)

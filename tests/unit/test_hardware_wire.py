@@ -134,3 +134,73 @@ def test_addresses_tokens_and_robot_specs():
         make_robot("emulated?latency_ms=5")
     robot = make_robot("tcp://127.0.0.1:5555?token=abc&timeout=0.5")
     assert robot.token == "abc" and robot.timeout_s == 0.5 and not robot.is_connected
+
+
+def _sensor_frame(**overrides) -> bytes:
+    msg = {"v": 1, "type": "sensor", "seq": 3, "t_send": 1.0, "robot_seq": 9, "robot_time": 2.0, "session": 4, "name": "front",
+           "kind": "points", "encoding": "f32le", "shape": [2, 3], "data": np.zeros(6, "<f4").tobytes()}
+    msg.update(overrides)
+    return msgpack.packb({k: v for k, v in msg.items() if v is not ...}, use_bin_type=True)
+
+
+def test_sensor_frames_round_trip_bit_exact():
+    """Camera frames (PNG and raw) and LIDAR clouds come back exactly; a frame over the 64 KiB state limit is fine on
+    the state socket (``max_bytes``) but not elsewhere, and no other type may be that big."""
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (120, 200, 3), dtype=np.uint8)  # noise: PNG cannot shrink it below 64 KiB
+    points = rng.normal(size=(5000, 3)).astype(np.float32)
+    for kind, array, encoding in (("image", image, None), ("image", image[:7, :5], "rgb8"), ("points", points, None)):
+        msg = wire.sensor_message(kind, array, name="cam0", robot_seq=12, robot_time=3.25, session=7, seq=2, t_send=1.0,
+                                  encoding=encoding)
+        data = encode(msg)
+        out = decode(data, max_bytes=wire.MAX_SENSOR_FRAME_BYTES)
+        assert out["kind"] == kind and out["name"] == "cam0" and out["robot_seq"] == 12 and out["shape"] == array.shape
+        back = wire.sensor_array(out)
+        assert back.dtype == array.dtype and np.array_equal(back, array)
+    assert len(encode(wire.sensor_message("image", image, name="c", robot_seq=1, robot_time=0.0, session=1, seq=1,
+                                          t_send=0.0))) > wire.MAX_FRAME_BYTES
+    with pytest.raises(WireError, match="limit"):
+        decode(encode(wire.sensor_message("image", image, name="c", robot_seq=1, robot_time=0.0, session=1, seq=1, t_send=0.0)))
+    big_state = msgpack.packb({"v": 1, "type": "state", "seq": 1, "t_send": 0.0, "robot_seq": 1, "robot_time": 0.0,
+                               "joint_q": [0.0], "joint_qd": [0.0], "status": {"s": "x" * 4000, **{f"k{i}": "y" * 4000 for i in range(20)}},
+                               "session": 1})
+    with pytest.raises(WireError, match="state frame .* over"):
+        decode(big_state, max_bytes=wire.MAX_SENSOR_FRAME_BYTES)
+
+
+BAD_SENSOR_FRAMES = {
+    "kind unknown": _sensor_frame(kind="radar"),
+    "encoding wrong for kind": _sensor_frame(encoding="png"),
+    "points shape 4 columns": _sensor_frame(shape=[2, 4], data=np.zeros(8, "<f4").tobytes()),
+    "data length": _sensor_frame(data=b"\x00" * 20),
+    "data not bytes": _sensor_frame(data="abc"),
+    "shape zero": _sensor_frame(shape=[0, 3], data=b""),
+    "shape huge": _sensor_frame(shape=[10**6, 3]),
+    "image shape 2d": _sensor_frame(kind="image", encoding="rgb8", shape=[2, 3], data=b"\x00" * 6),
+    "no name": _sensor_frame(name=...),
+}
+
+
+@pytest.mark.parametrize("name", sorted(BAD_SENSOR_FRAMES))
+def test_malformed_sensor_frames_are_wire_errors(name):
+    with pytest.raises(WireError) as info:
+        decode(BAD_SENSOR_FRAMES[name], max_bytes=wire.MAX_SENSOR_FRAME_BYTES)
+    assert "\n" not in str(info.value)
+
+
+def test_sensor_payloads_that_lie_about_their_shape():
+    """A PNG whose size differs from the message's shape, a broken PNG, a NaN cloud: WireError from sensor_array."""
+    from vlatwin.writers.encoding import png_bytes
+
+    png = png_bytes(np.zeros((4, 6, 3), np.uint8))
+    for frame, match in (
+        (_sensor_frame(kind="image", encoding="png", shape=[6, 4, 3], data=png), "PNG is 6x4"),
+        (_sensor_frame(kind="image", encoding="png", shape=[4, 6, 3], data=png[:30]), "not a readable PNG"),
+        (_sensor_frame(data=np.array([0, 0, np.nan, 0, 0, 0], "<f4").tobytes()), "NaN"),
+    ):
+        with pytest.raises(WireError, match=match):
+            wire.sensor_array(decode(frame, max_bytes=wire.MAX_SENSOR_FRAME_BYTES))
+    with pytest.raises(WireError, match="uint8"):
+        wire.sensor_message("image", np.zeros((4, 4, 3)), name="c", robot_seq=1, robot_time=0.0, session=1, seq=1, t_send=0.0)
+    with pytest.raises(WireError, match="empty"):
+        wire.sensor_message("points", np.zeros((0, 3)), name="l", robot_seq=1, robot_time=0.0, session=1, seq=1, t_send=0.0)

@@ -10,7 +10,9 @@ from pathlib import Path
 EPILOG = """examples:
   # the emulated robot (a second Newton instance with hidden mismatch) for a task, with a lossy link
   vlatwin agent --driver emulated --config configs/tasks/reach_ball.yaml --emulate "latency_ms=20&loss=0.01"
-  # an SO-101 through LeRobot: my_robots.py defines make_robot() -> SO101Follower(SO101FollowerConfig(...))
+  # ... with camera frames at 4 Hz (rendered by the emulated robot), for image fidelity in `vlatwin report`
+  vlatwin agent --driver emulated --config configs/tasks/reach_ball.yaml --emulate "latency_ms=20&camera_hz=4"
+  # an SO-101 through LeRobot (its cameras' frames go with the states): my_robots.py defines make_robot() -> SO101Follower(SO101FollowerConfig(...))
   vlatwin agent --driver lerobot --lerobot-robot my_robots.py:make_robot
   # a Franka through franky (pip install franky-control), reachable from the twin's machine
   VLATWIN_AGENT_TOKEN=s3cret vlatwin agent --driver franka --franka-host 172.16.0.2 --bind tcp://0.0.0.0:5555
@@ -18,7 +20,7 @@ EPILOG = """examples:
   vlatwin twin run configs/tasks/reach_ball.yaml --policy expert --robot "tcp://127.0.0.1:5555?token=s3cret"
 
 ports: control (hello, ping, e-stop) on PORT (ROUTER), commands on PORT+1 (PULL, conflated: latest wins),
-states on PORT+2 (PUB). Non-loopback binds need a token; states are not encrypted (use a trusted network
+states on PORT+2 (PUB, with each state's camera frames / LIDAR clouds just before it). Non-loopback binds need a token; states are not encrypted (use a trusted network
 or an SSH tunnel).
 """
 
@@ -37,9 +39,19 @@ def register(groups) -> None:
     agent.add_argument("--bind", default="tcp://127.0.0.1:5555", help="control address tcp://HOST:PORT; PORT+1, PORT+2 are used too (default: %(default)s)")
     agent.add_argument("--token", default=None, help="shared secret every client message must carry (default: env VLATWIN_AGENT_TOKEN; none)")
     agent.add_argument("--rate", type=float, default=500.0, help="state stream rate [Hz], at most 1000 (default: %(default)s)")
+    agent.add_argument(
+        "--sensor-hz", type=float, default=10.0,
+        help="forward the driver's camera frames and LIDAR clouds at up to this rate per sensor [Hz], each just before "
+             "the state of its instant on the state socket; 0: none (default: %(default)s)",
+    )
     agent.add_argument("--config", type=Path, default=None, help="emulated: the task config whose scene the emulated robot runs")
     agent.add_argument("--emulate", default="", help='emulated: emulation options, e.g. "latency_ms=20&loss=0.01"')
     agent.add_argument("--seed", type=int, default=0, help="emulated: seed of mismatch, noise and link (default: %(default)s)")
+    agent.add_argument(
+        "--init-state", type=int, default=0,
+        help="emulated: the task's initial state the robot starts from (arm and objects), as `vlatwin twin run "
+             "--init-state` (default: %(default)s)",
+    )
     agent.add_argument("--lerobot-robot", default=None, help="lerobot: module:factory or file.py:factory returning a LeRobot Robot")
     agent.add_argument("--lerobot-units", choices=("degrees", "raw"), default="degrees", help="lerobot: arm joint units on the LeRobot side (default: %(default)s -> rad)")
     agent.add_argument("--lerobot-gripper-range", default="0,1", help="lerobot: twin gripper values at LeRobot 0 and 100 (default: %(default)s)")
@@ -64,10 +76,16 @@ def _make_driver(args: argparse.Namespace):
         from vlatwin.eval.setup import load_task_setup
         from vlatwin.hardware.factory import make_robot
 
+        from vlatwin.tasks.initial_states import task_initial_states
+
         setup = load_task_setup(args.config, seed=args.seed)
         spec = "emulated" + (f"?{args.emulate.lstrip('?')}" if args.emulate else "")
         try:
-            robot = make_robot(spec, stage_path=setup.stage_path, physics=setup.physics, seed=args.seed)
+            # The twin resets to the task's initial state; the robot starts there too (objects included), or the
+            # two scenes differ before anything moves.
+            states = task_initial_states(setup.task)
+            robot = make_robot(spec, stage_path=setup.stage_path, physics=setup.physics, seed=args.seed,
+                               initial_state=states[args.init_state % len(states)])
         except BaseException:
             setup.close()
             raise
@@ -115,7 +133,7 @@ def cmd_agent(args: argparse.Namespace) -> int:
     driver, cleanup = _make_driver(args)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` / `docker stop` stop it cleanly too
     try:
-        agent = RobotAgent(driver, bind=args.bind, token=token, state_rate_hz=args.rate)
+        agent = RobotAgent(driver, bind=args.bind, token=token, state_rate_hz=args.rate, sensor_hz=args.sensor_hz)
         driver.connect()  # here, not in the agent: the realtime thread must stop before the driver disconnects
         address = agent.bind()
         start_realtime = getattr(driver, "start_realtime", None)

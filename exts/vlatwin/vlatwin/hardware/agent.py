@@ -7,8 +7,14 @@ port      ZMQ socket  dir.    carries
 ========  ==========  ======  ==========================================================================
 PORT      ROUTER      both    ``hello``/``welcome``, ``ping``/``pong``, ``estop``/``reset_estop``/``ack``, ``error``
 PORT + 1  PULL        in      ``command`` with ``CONFLATE`` (latest value wins; nothing queues up)
-PORT + 2  PUB         out     ``state`` at up to ``state_rate_hz`` (each new driver observation, once)
+PORT + 2  PUB         out     ``state`` at up to ``state_rate_hz`` (each new driver observation, once), each
+                              preceded by a ``sensor`` frame per camera image / LIDAR cloud the observation carries
 ========  ==========  ======  ==========================================================================
+
+Sensor frames share the state socket so each arrives before its state (the twin renders its own frame of
+that instant in the re-simulation the state triggers). A frame delays the states behind it by its transfer
+time (a 224x224 PNG on loopback: well under a millisecond; 1 MB on 1 Gbit/s: 8 ms): on a slow link lower the
+driver's camera rate or resolution, or the agent's ``--sensor-hz`` (frames per sensor per second; 0: none).
 
 Rules the agent enforces (every refused frame is logged, rate-limited, and dropped; the agent never stops
 for a bad frame or a failing driver call):
@@ -144,6 +150,8 @@ class RobotAgent:
         token: shared secret every inbound message must carry (required unless HOST is loopback).
         state_rate_hz: how often the driver is polled for a new observation [Hz] (≤ 1000).
         clock: the agent's clock (the driver's host clock; default :class:`WallClock`).
+        sensor_hz: forward the camera frames and LIDAR clouds the driver's observations carry, at most this many per
+            sensor per second of robot time [Hz] (a LeRobot robot has frames on every observation; 0: none).
     """
 
     def __init__(
@@ -154,6 +162,7 @@ class RobotAgent:
         token: str | None = None,
         state_rate_hz: float = 500.0,
         clock: Clock | None = None,
+        sensor_hz: float = 10.0,
     ) -> None:
         host, port = parse_tcp_address(bind)
         token = token or None
@@ -168,6 +177,10 @@ class RobotAgent:
         self.host, self.port = host, port
         self.token = token
         self.state_rate_hz = float(state_rate_hz)
+        if not (np.isfinite(sensor_hz) and sensor_hz >= 0):
+            raise VlatwinError(f"sensor rate must be >= 0 Hz, got {sensor_hz}")
+        self.sensor_hz = float(sensor_hz)
+        self._sensor_sent: dict[tuple[str, str], float] = {}
         self.clock = clock or WallClock()
         self.session = random.SystemRandom().randrange(1, 2**31)
         self.stats: collections.Counter = collections.Counter()
@@ -347,6 +360,8 @@ class RobotAgent:
         status["estop"] = bool(self._estop or status.get("estop", False))
         status["agent_command_seq"] = int(self._last_cmd_seq)  # forwarded to the driver (the driver's own may lag)
         status.setdefault("last_command_seq", int(self._last_cmd_seq))
+        if self.sensor_hz > 0:
+            self._send_sensors(obs)
         try:
             data = wire.encode(
                 wire.message(
@@ -365,6 +380,32 @@ class RobotAgent:
             self.stats["states_sent"] += 1
         except self._zmq.Again:
             self.stats["states_dropped"] += 1
+
+    def _send_sensors(self, obs) -> None:
+        """One ``sensor`` frame per camera image and LIDAR cloud of ``obs``, before its state."""
+        frames = [("image", n, a) for n, a in (getattr(obs, "images", None) or {}).items()]
+        frames += [("points", n, a) for n, a in (getattr(obs, "point_clouds", None) or {}).items()]
+        for kind, name, array in frames:
+            last = self._sensor_sent.get((kind, name))
+            # 1 % slack: a driver whose frames come exactly at the rate is not thinned to half of it.
+            if last is not None and 0 <= obs.robot_time - last < 0.99 / self.sensor_hz:
+                self.stats["sensors_skipped"] += 1
+                continue
+            self._sensor_sent[(kind, name)] = float(obs.robot_time)
+            try:
+                data = wire.encode(wire.sensor_message(
+                    kind, array, name=str(name), robot_seq=int(obs.seq), robot_time=float(obs.robot_time), session=self.session,
+                    seq=self._next("state"), t_send=self.clock.now(),
+                ))
+            except wire.WireError as exc:
+                self.stats["bad_sensors"] += 1
+                self._log.warn("bad_sensor", f"robot agent: sensor frame not sent: {exc}")
+                continue
+            try:
+                self._sockets["state"].send(data, self._zmq.NOBLOCK)
+                self.stats["sensors_sent"] += 1
+            except self._zmq.Again:
+                self.stats["sensors_dropped"] += 1
 
     def _sync_loop(self) -> None:
         """Sample the driver's clock off the stream's thread (an exchange may block for the link's delay)."""

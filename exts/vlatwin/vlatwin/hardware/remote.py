@@ -10,6 +10,10 @@ Reconnection: when no state arrives for ``timeout_s`` or the states come from a 
 (the agent restarted), the thread says ``hello`` again, every ``timeout_s`` until the agent answers; ZMQ
 re-establishes the TCP connections by itself, so the twin keeps running and observations resume without
 rebuilding this object. The agent accepts commands only after that hello.
+
+Camera frames and LIDAR clouds (``sensor`` frames) arrive on the state socket just before the state of the same
+instant and are attached to it (``RobotObservation.images`` / ``point_clouds``); a frame whose state never
+comes is dropped.
 """
 
 from __future__ import annotations
@@ -84,6 +88,8 @@ class RemoteRobot(Robot):
         # Every accepted state since the last poll (the run log keeps the full stream, not only the newest).
         self._inbox: collections.deque[RobotObservation] = collections.deque(maxlen=20000)
         self._latest_key: tuple[int, int] | None = None
+        # Sensor frames waiting for their state: (session, robot_seq) -> {"images": {...}, "point_clouds": {...}}.
+        self._pending_sensors: collections.OrderedDict[tuple[int, int], dict] = collections.OrderedDict()
         self._last_agent_seq: int | None = None
         self._last_rx = 0.0
         self._rehello = False
@@ -270,10 +276,13 @@ class RemoteRobot(Robot):
 
     def _on_state(self, raw: bytes, host_time: float) -> None:
         try:
-            msg = wire.decode(raw)
+            msg = wire.decode(raw, max_bytes=wire.MAX_SENSOR_FRAME_BYTES)
         except wire.WireError as exc:
             self.stats["malformed_states"] += 1
             logger.debug("dropped a malformed state: %s", exc)
+            return
+        if msg["type"] == "sensor":
+            self._on_sensor(msg)
             return
         if msg["type"] != "state":
             self.stats["malformed_states"] += 1
@@ -297,12 +306,39 @@ class RemoteRobot(Robot):
         self.stats["states"] += 1
         status = dict(msg["status"])
         status.update(agent_seq=msg["seq"], agent_time=msg["t_send"], session=msg["session"])
+        sensors = self._pending_sensors.pop(key, {})
+        while self._pending_sensors and next(iter(self._pending_sensors))[1] < key[1]:
+            self._pending_sensors.popitem(last=False)  # their state was lost
+            self.stats["sensors_orphaned"] += 1
         self._latest = RobotObservation(
             seq=msg["robot_seq"], robot_time=msg["robot_time"], host_time=host_time, joint_q=msg["joint_q"],
             joint_qd=msg["joint_qd"], joint_effort=msg["joint_effort"], joint_q_desired=msg.get("joint_q_desired"),
-            status=status,
+            status=status, images=sensors.get("images") or None, point_clouds=sensors.get("point_clouds") or None,
         )
         self._inbox.append(self._latest)
+
+    def _on_sensor(self, msg: dict) -> None:
+        # A restarted agent's first frames come before the state that announces its session: dropped, like
+        # frames of states already delivered.
+        if msg["session"] != self.session or (self._latest_key is not None and msg["robot_seq"] <= self._latest_key[1]):
+            self.stats["sensors_orphaned"] += 1
+            return
+        # Sensor frames share the state channel's sequence numbers: count them, or every frame looks like a gap.
+        if self._last_agent_seq is not None and msg["seq"] > self._last_agent_seq + 1:
+            self.stats["state_gaps"] += msg["seq"] - self._last_agent_seq - 1
+        self._last_agent_seq = max(msg["seq"], self._last_agent_seq or 0)
+        try:
+            array = wire.sensor_array(msg)
+        except wire.WireError as exc:
+            self.stats["malformed_sensors"] += 1
+            logger.debug("dropped a malformed sensor frame: %s", exc)
+            return
+        slot = self._pending_sensors.setdefault((msg["session"], msg["robot_seq"]), {"images": {}, "point_clouds": {}})
+        slot["images" if msg["kind"] == "image" else "point_clouds"][msg["name"]] = array
+        self.stats["sensors"] += 1
+        while len(self._pending_sensors) > 8:
+            self._pending_sensors.popitem(last=False)
+            self.stats["sensors_orphaned"] += 1
 
     # ------------------------------------------------------------------ Robot API
 

@@ -11,6 +11,9 @@ Every message is one msgpack map with the common fields
 and the fields of its type (``?`` = optional, may be absent or nil)::
 
     state        robot_seq, robot_time [s, robot clock], joint_q [rad|m], joint_qd, joint_effort?, joint_q_desired?, status, session
+    sensor       robot_seq, robot_time, session, name, kind ("image" | "points"), encoding, shape, data (bytes):
+                 one camera frame or LIDAR cloud taken at the instant of the state with the same robot_seq,
+                 sent just before that state on the same socket (so it arrives first)
     command      target_q [rad|m], ttl_s? [s] (expires_at - send_time; nil = never expires), mode ("joint_pos")
     ping         t1 [s] (host send)
     pong         ref (the ping's seq), t1 (echoed), t2 (agent receive), t3 (agent reply) [s, robot clock]
@@ -20,6 +23,12 @@ and the fields of its type (``?`` = optional, may be absent or nil)::
     reset_estop  reason?
     ack          ref, of (the acknowledged type)
     error        code, message, ref?
+
+Sensor payloads (:func:`sensor_message` / :func:`sensor_array`): ``image`` frames are uint8 RGB, ``shape``
+[H, W, 3], ``encoding`` ``png`` (lossless, what the agent sends) or ``rgb8`` (raw rows); ``points`` clouds are
+``shape`` [N, 3] positions [m] in the sensor's frame, ``encoding`` ``f32le`` (little-endian float32 rows). A
+sensor frame may be up to :data:`MAX_SENSOR_FRAME_BYTES` (other frames: :data:`MAX_FRAME_BYTES`); a receiver
+that does not know the type drops the frame like any malformed one.
 
 Vectors travel as msgpack arrays of floats (cross-language, no ExtType) and decode to float64 numpy
 arrays; ``status`` is a flat map of scalars. :func:`decode` rejects anything else (wrong types, bools where
@@ -40,25 +49,34 @@ from vlatwin.errors import VlatwinError
 
 SCHEMA_VERSION = 1
 MAX_FRAME_BYTES = 65536
+MAX_SENSOR_FRAME_BYTES = 64 * 2**20
+"""Largest sensor frame [bytes] (a 4k RGB frame raw is 25 MB); only the state socket accepts frames this big."""
+MAX_SENSOR_DIM = 16384
 MAX_JOINTS = 64
 MAX_SEQ = 2**63 - 1
 MAX_STR = 4096
 MAX_STATUS_KEYS = 64
 
-MESSAGE_TYPES = ("state", "command", "ping", "pong", "hello", "welcome", "estop", "reset_estop", "ack", "error")
+MESSAGE_TYPES = ("state", "sensor", "command", "ping", "pong", "hello", "welcome", "estop", "reset_estop", "ack", "error")
 COMMAND_MODES = ("joint_pos",)
+SENSOR_ENCODINGS = {"image": ("png", "rgb8"), "points": ("f32le",)}
 
 
 class WireError(VlatwinError):
     """A malformed, unsupported or stale frame on the robot link (the receiver logs it and drops it)."""
 
 
-# field kinds: "int" (0..2^63-1), "float" (finite), "pos" (finite, > 0), "str", "vec", "strlist", "status", "port"
+# field kinds: "int" (0..2^63-1), "float" (finite), "pos" (finite, > 0), "str", "vec", "strlist", "status", "port",
+# "bin" (bytes), "shape" (1..4 integers in 1..MAX_SENSOR_DIM)
 _COMMON = {"v": ("int", True), "type": ("str", True), "seq": ("int", True), "t_send": ("float", True), "token": ("str", False)}
 _FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     "state": {
         "robot_seq": ("int", True), "robot_time": ("float", True), "joint_q": ("vec", True), "joint_qd": ("vec", True),
         "joint_effort": ("vec", False), "joint_q_desired": ("vec", False), "status": ("status", True), "session": ("int", True),
+    },
+    "sensor": {
+        "robot_seq": ("int", True), "robot_time": ("float", True), "session": ("int", True), "name": ("str", True),
+        "kind": ("str", True), "encoding": ("str", True), "shape": ("shape", True), "data": ("bin", True),
     },
     "command": {"target_q": ("vec", True), "ttl_s": ("pos", False), "mode": ("str", True)},
     "ping": {"t1": ("float", True)},
@@ -123,6 +141,17 @@ def _check(kind: str, name: str, value: Any) -> Any:
         if not np.all(np.isfinite(arr)):
             raise WireError(f"field {name!r} contains NaN or Inf")
         return arr
+    if kind == "bin":
+        if not isinstance(value, (bytes, bytearray, memoryview)):
+            raise WireError(f"field {name!r} must be bytes (msgpack bin), got {type(value).__name__}")
+        return bytes(value)
+    if kind == "shape":
+        if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= 4:
+            raise WireError(f"field {name!r} must be a list of 1..4 integers")
+        dims = tuple(_check("int", name, x) for x in value)
+        if not all(1 <= d <= MAX_SENSOR_DIM for d in dims):
+            raise WireError(f"field {name!r} = {list(dims)} has a dimension outside 1..{MAX_SENSOR_DIM}")
+        return dims
     if kind == "strlist":
         if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_JOINTS:
             raise WireError(f"field {name!r} must be a list of 1..{MAX_JOINTS} strings")
@@ -175,6 +204,21 @@ def validate(msg: Any) -> dict[str, Any]:
         for name in ("joint_qd", "joint_effort", "joint_q_desired"):
             if out[name] is not None and out[name].size != n:
                 raise WireError(f"state field {name!r} has {out[name].size} entries, joint_q has {n}")
+    elif kind == "sensor":
+        encodings = SENSOR_ENCODINGS.get(out["kind"])
+        if encodings is None:
+            raise WireError(f"sensor kind {out['kind']!r} is not supported; known: {', '.join(SENSOR_ENCODINGS)}")
+        if out["encoding"] not in encodings:
+            raise WireError(f"sensor {out['kind']} encoding {out['encoding']!r} is not supported; known: {', '.join(encodings)}")
+        want = 3 if out["kind"] == "image" else 2
+        if len(out["shape"]) != want or out["shape"][-1] != 3:
+            layout = "[H, W, 3]" if out["kind"] == "image" else "[N, 3]"
+            raise WireError(f"sensor {out['kind']} shape {list(out['shape'])} must be {layout}")
+        raw = {"rgb8": 1, "f32le": 4}.get(out["encoding"])
+        if raw is not None and len(out["data"]) != raw * math.prod(out["shape"]):
+            raise WireError(
+                f"sensor {out['name']!r}: {len(out['data'])} data bytes do not match shape {list(out['shape'])} ({out['encoding']})"
+            )
     elif kind == "command" and out["mode"] not in COMMAND_MODES:
         raise WireError(f"command mode {out['mode']!r} is not supported; known: {', '.join(COMMAND_MODES)}")
     return out
@@ -186,6 +230,62 @@ def message(kind: str, *, seq: int, t_send: float, token: str | None = None, **f
     if token is not None:
         msg["token"] = token
     return msg
+
+
+def sensor_message(kind: str, array: np.ndarray, *, name: str, robot_seq: int, robot_time: float, session: int, seq: int,
+                   t_send: float, token: str | None = None, encoding: str | None = None) -> dict[str, Any]:
+    """A ``sensor`` message for one camera frame (``kind="image"``, uint8 (H, W, 3); PNG unless ``encoding="rgb8"``)
+    or LIDAR cloud (``kind="points"``, (N, 3) [m], sent as little-endian float32)."""
+    array = np.asarray(array)
+    if kind == "image":
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] != 3:
+            raise WireError(f"camera {name!r}: a frame must be uint8 (H, W, 3), got {array.dtype} {array.shape}")
+        encoding = encoding or "png"
+        if encoding == "png":
+            from vlatwin.writers.encoding import png_bytes
+
+            data = png_bytes(array)
+        else:
+            data = np.ascontiguousarray(array).tobytes()
+    elif kind == "points":
+        if array.ndim != 2 or array.shape[1] != 3 or array.dtype.kind not in "fiu":
+            raise WireError(f"LIDAR {name!r}: a cloud must be numeric (N, 3), got {array.dtype} {array.shape}")
+        if array.shape[0] == 0:
+            raise WireError(f"LIDAR {name!r}: an empty cloud is not sent")
+        encoding = encoding or "f32le"
+        data = np.ascontiguousarray(array, dtype="<f4").tobytes()
+    else:
+        raise WireError(f"sensor kind {kind!r} is not supported; known: {', '.join(SENSOR_ENCODINGS)}")
+    msg = message("sensor", seq=seq, t_send=t_send, token=token, robot_seq=robot_seq, robot_time=robot_time, session=session,
+                  name=name, encoding=encoding, shape=list(array.shape), data=data)
+    msg["kind"] = kind  # not a keyword above: message()'s first parameter is the message type
+    return msg
+
+
+def sensor_array(msg: dict[str, Any]) -> np.ndarray:
+    """The frame (uint8 (H, W, 3)) or cloud (float32 (N, 3)) of a decoded ``sensor`` message; :class:`WireError` when
+    the payload does not decode to its stated shape."""
+    shape, data = tuple(msg["shape"]), msg["data"]
+    if msg["encoding"] == "f32le":
+        points = np.frombuffer(data, dtype="<f4").reshape(shape).astype(np.float32)
+        if not np.all(np.isfinite(points)):
+            raise WireError(f"sensor {msg['name']!r}: the cloud contains NaN or Inf")
+        return points
+    if msg["encoding"] == "rgb8":
+        return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
+    Image = require("PIL.Image", extra="twin")
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
+            if (img.height, img.width) != shape[:2]:  # checked before decoding: no decompression bombs
+                raise WireError(f"sensor {msg['name']!r}: PNG is {img.width}x{img.height}, the message says {shape[1]}x{shape[0]}")
+            image = np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except WireError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types for broken files
+        raise WireError(f"sensor {msg['name']!r}: data is not a readable PNG ({type(exc).__name__})") from None
+    return image
 
 
 def _plain(value: Any) -> Any:
@@ -200,17 +300,21 @@ def encode(msg: dict[str, Any]) -> bytes:
     """One validated message as msgpack bytes; raises :class:`WireError` on anything :func:`decode` would refuse."""
     checked = validate(msg)
     data = _msgpack().packb({k: _plain(v) for k, v in checked.items() if v is not None}, use_bin_type=True)
-    if len(data) > MAX_FRAME_BYTES:
-        raise WireError(f"message is {len(data)} bytes, over the {MAX_FRAME_BYTES}-byte frame limit")
+    limit = MAX_SENSOR_FRAME_BYTES if checked["type"] == "sensor" else MAX_FRAME_BYTES
+    if len(data) > limit:
+        raise WireError(f"message is {len(data)} bytes, over the {limit}-byte frame limit")
     return data
 
 
-def decode(data: bytes) -> dict[str, Any]:
-    """Bytes from the link -> a validated message; raises :class:`WireError` (one line) on any malformed frame."""
+def decode(data: bytes, *, max_bytes: int = MAX_FRAME_BYTES) -> dict[str, Any]:
+    """Bytes from the link -> a validated message; raises :class:`WireError` (one line) on any malformed frame.
+
+    ``max_bytes``: the largest frame accepted (the state socket passes :data:`MAX_SENSOR_FRAME_BYTES`, and then
+    only ``sensor`` frames may exceed :data:`MAX_FRAME_BYTES`)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WireError(f"a frame is bytes, got {type(data).__name__}")
-    if len(data) > MAX_FRAME_BYTES:
-        raise WireError(f"frame is {len(data)} bytes, over the {MAX_FRAME_BYTES}-byte limit")
+    if len(data) > max_bytes:
+        raise WireError(f"frame is {len(data)} bytes, over the {max_bytes}-byte limit")
     msgpack = _msgpack()
     try:
         obj = msgpack.unpackb(bytes(data), raw=False, strict_map_key=True, ext_hook=_ext_hook)
@@ -221,9 +325,13 @@ def decode(data: bytes) -> dict[str, Any]:
     except Exception as exc:  # noqa: BLE001 - msgpack raises ValueError / UnpackValueError / TypeError / UnicodeDecodeError ...
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise WireError(f"frame is not valid msgpack ({detail})") from None
-    return validate(obj)
+    msg = validate(obj)
+    if len(data) > MAX_FRAME_BYTES and msg["type"] != "sensor":
+        raise WireError(f"{msg['type']} frame is {len(data)} bytes, over the {MAX_FRAME_BYTES}-byte limit")
+    return msg
 
 
 __all__ = [
-    "COMMAND_MODES", "MAX_FRAME_BYTES", "MESSAGE_TYPES", "SCHEMA_VERSION", "WireError", "decode", "encode", "message", "validate",
+    "COMMAND_MODES", "MAX_FRAME_BYTES", "MAX_SENSOR_FRAME_BYTES", "MESSAGE_TYPES", "SCHEMA_VERSION", "SENSOR_ENCODINGS", "WireError",
+    "decode", "encode", "message", "sensor_array", "sensor_message", "validate",
 ]

@@ -17,8 +17,10 @@ Mapping (the joints are the ``*.pos`` motors of ``action_features``, in that ord
 
 LeRobot observations carry no timestamps and no velocities: ``robot_time`` is the host clock at the middle
 of the bus read (so the robot clock *is* the host clock and :meth:`sync_sample` is exact), ``joint_qd`` is
-the finite difference of consecutive reads. Cameras in the observation are ignored (the twin renders its
-own). The e-stop is software: it holds the last measured position and refuses commands until reset.
+the finite difference of consecutive reads. Camera frames in the observation (uint8 (H, W, 3) RGB, LeRobot's
+default colour mode) go into ``RobotObservation.images`` by their key, so the agent forwards them and the twin
+renders the same cameras at that instant (name the twin's cameras like LeRobot's). LeRobot reads each camera's
+newest frame in the background, so a frame can be up to one camera period older than the joints. The e-stop is software: it holds the last measured position and refuses commands until reset.
 """
 
 from __future__ import annotations
@@ -134,9 +136,13 @@ class LeRobotDriver(Robot):
         self._prev = (t_mid, q)
         self._seq += 1
         mode = "stopped" if self._estop else "running"
+        images = {
+            str(k): v for k, v in raw.items()
+            if isinstance(v, np.ndarray) and v.dtype == np.uint8 and v.ndim == 3 and v.shape[2] == 3
+        }
         self._last = RobotObservation(
             seq=self._seq, robot_time=t_mid, host_time=t1, joint_q=q, joint_qd=qd,
-            status={"estop": self._estop, "mode": mode, "read_ms": (t1 - t0) * 1e3},
+            status={"estop": self._estop, "mode": mode, "read_ms": (t1 - t0) * 1e3}, images=images or None,
         )
         return self._last
 
