@@ -109,3 +109,19 @@ def test_old_reports_fall_out_of_the_horizon():
     for k in range(30):
         timeline.robot_report(0.1 * k, q(k), k, to_host)
     assert len(timeline._robot) <= 11
+
+
+def test_an_unreported_command_that_expired_is_not_replayed():
+    """Commands the robot never reported and that expired before its newest state (lost before a blackout, refused
+    after an e-stop) are dropped from the schedule; unexpired ones still move to the newest state."""
+    timeline = CommandTimeline()
+    for seq in (1, 2):
+        send = 0.05 * (seq - 1)
+        timeline.sent(seq, send, q(seq), expires_at=send + 0.15)
+        timeline.applied_in_twin(send + 0.02, q(seq), seq)
+    timeline.robot_report(0.021 + OFFSET, q(0), 0, to_host)  # the robot still tracks an older target
+    fresh = timeline.schedule(0.0, 0.1, to_host)  # t_ack 0.1: both still valid
+    assert [float(target[0]) for _, target in fresh] == [0.0, 1.0, 2.0]
+    late = timeline.schedule(0.0, 0.18, to_host)  # command 1 expired at 0.15, command 2 lives until 0.2
+    assert [float(target[0]) for _, target in late] == [0.0, 2.0] and late[-1][0] == 0.18
+    assert [float(target[0]) for _, target in timeline.schedule(0.0, 0.25, to_host)] == [0.0]

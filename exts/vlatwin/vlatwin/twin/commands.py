@@ -42,6 +42,7 @@ class CommandTimeline:
         self.horizon_s = float(horizon_s)
         self.min_delay_samples = int(min_delay_samples)
         self._sent: dict[int, tuple[float, np.ndarray]] = {}
+        self._expires: dict[int, float] = {}
         self._twin: deque[tuple[float, np.ndarray, int | None]] = deque(maxlen=512)
         self._robot: dict[float, tuple[np.ndarray, int | None]] = {}
         self._newest_robot_time = float("-inf")
@@ -58,11 +59,15 @@ class CommandTimeline:
         self.acked_seq = -1
 
     # ------------------------------------------------------------------ input
-    def sent(self, seq: int, send_time: float, target: np.ndarray) -> None:
+    def sent(self, seq: int, send_time: float, target: np.ndarray, expires_at: float | None = None) -> None:
+        """Command ``seq`` left for the robot at host time ``send_time`` [s]; the robot drops it after host time
+        ``expires_at`` [s] (None: never)."""
         self._sent[int(seq)] = (float(send_time), np.asarray(target, float).copy())
+        self._expires[int(seq)] = float("inf") if expires_at is None else float(expires_at)
         if len(self._sent) > 512:
             for old in sorted(self._sent)[: len(self._sent) - 512]:
                 del self._sent[old]
+                self._expires.pop(old, None)
 
     def applied_in_twin(self, t: float, target: np.ndarray, seq: int | None) -> None:
         """The twin set ``target`` at host time ``t`` (``seq`` None: not a sent command, e.g. a mirrored hold)."""
@@ -134,8 +139,10 @@ class CommandTimeline:
 
         Up to ``t_ack`` (host time of the newest robot state) the robot's reported targets at their real times,
         starting with the one in effect at ``t0``; after it, the twin's own applications of the commands newer
-        than any the robot reported (moved to ``t_ack`` if the twin applied them earlier: the robot had not yet).
-        Without robot reports (or a clock): the twin's own history.
+        than any the robot reported (moved to ``t_ack`` if the twin applied them earlier: the robot had not yet),
+        except those that expired before ``t_ack``: the robot dropped them (lost before a blackout, refused
+        after an e-stop), and replaying them at every re-simulation would pull the twin towards a target the
+        robot never saw. Without robot reports (or a clock): the twin's own history.
         """
         if not self._robot or to_host is None:
             return sorted(((t, q) for t, q, _ in self._twin if t >= t0 - 1e-12), key=lambda e: e[0])
@@ -154,7 +161,7 @@ class CommandTimeline:
             if seq is None:
                 if t >= t0 - 1e-12:
                     out.append((t, q))
-            elif seq > self.acked_seq:
+            elif seq > self.acked_seq and self._expires.get(seq, float("inf")) >= t_ack:
                 out.append((max(t, t_ack), q))
         out.sort(key=lambda e: e[0])
         return out

@@ -54,10 +54,20 @@ class TwinSettings:
     """Synchronized: a command's step is spread over this many quantiles of the measured delay distribution
     (1: one step at the median)."""
     rollback_threshold: float | None = None
-    """``rollback`` mode: write the fused state into the twin only when it differs from the re-simulated one by
-    more than this [rad | m] in some joint (None: 2 x ``meas_q_std``). Every write perturbs XPBD a little (its
-    maximal coordinates round-trip through the joint angles) and the perturbation can grow to millimetres
-    within 50 ms, so a twin that already agrees with the measurement is left alone."""
+    """``rollback`` mode: write the fused state of a fresh measurement (at most ``fresh_s`` old) into the twin only
+    when it differs from the re-simulated one by more than this [rad | m] in some joint (None: 2 x
+    ``meas_q_std``). Every write perturbs XPBD a little (its maximal coordinates round-trip through the joint
+    angles; the perturbation can grow to millimetres within 50 ms), so a twin that already agrees with the
+    measurement is left alone."""
+    fresh_s: float = 0.02
+    """Measurements older than this [s] are written into the twin only past ``stale_threshold``: stiff drives
+    forget a state within about 15 ms, so an older correction is gone again by now while the write's
+    perturbation stays (measured over 30 s with 20 % mismatch and 50 ms latency: writing every correction above
+    1 mrad made the twin 1.65x worse than open loop; the command timeline, not state writes, is what beats
+    jitter and loss)."""
+    stale_threshold: float = 0.01
+    """Past this [rad | m] in some joint a stale measurement is written anyway: the twin has really parted from
+    the robot (a stop it did not see, a link blackout, a collision)."""
     resync_threshold: float = 0.002
     """``delta`` mode: re-sync when the estimate and the twin differ by more than this [rad | m] in any joint."""
     shadow: bool = True
@@ -85,6 +95,10 @@ class TwinSettings:
     """Log the emulated robot's hidden true state beside the twin's every ``truth_period_s`` (``/truth``) and
     its hidden parameters (``/truth/params``, once); for tests and benchmarks."""
     truth_period_s: float = 0.005
+    history_period_s: float = 0.005
+    """Spacing [s] of the twin states kept for the divergence J and delay compensation (``/twin/state`` is logged
+    at the control steps only). A measurement is compared with the twin interpolated to its instant: at the
+    control period (50 ms) the interpolation alone read as several mrad of divergence on fast motions."""
     """Spacing [s] of the ``/truth`` samples: uniform in time, so their RMS is the run's time RMS (samples at the
     control steps alone would all fall where a command sent one period earlier lands, when the link's latency
     is a whole number of periods)."""
@@ -288,6 +302,7 @@ class TwinRunner:
         self._frame_requests: list[tuple[float, tuple[str, ...], tuple[str, ...]]] = []
         self._twin_cameras = self._twin_lidars = None
         self.frames_logged = 0
+        self._lag_catchups = 0
         self._k = 0
         self.done = False
         self._stopped = False
@@ -297,6 +312,7 @@ class TwinRunner:
             self.kalman.reset(np.asarray(state.joint_q, float), np.asarray(state.joint_qd, float), q_std=1e-3, qd_std=1e-2)
             self.safety.reset(np.asarray(state.joint_q, float))
             self._t0 = self.clock.now()
+            self._twin_t = self._t0  # host time the twin's state stands for (see _advance_twin)
             # The first anchor is the reset state at the start (what the robot starts from too); whatever the
             # reset simulated before it (settling) is not the robot's history to roll back into.
             self._snapshots.clear()
@@ -354,6 +370,7 @@ class TwinRunner:
         """One control period (no pacing: :meth:`run` or the caller waits for :meth:`next_step_time`)."""
         s, k = self.settings, self._k
         now = self.clock.now()
+        self._catch_up(now)
         self._sync_from_robot(now)
         # The watchdog before anything that talks to the robot and may wait on a dead link.
         if self.state_watchdog.expired(now) and not self.safety.estopped:
@@ -374,12 +391,31 @@ class TwinRunner:
         if self.progress is not None:
             self.progress(k, self.steps_cap, self.divergence, self.safety)
         success = s.stop_on_success and self._tracker.update(bool(self.task.success(step.next_state, self.info)), k)
-        self.done = bool(success) or self._k >= self.steps_cap
+        # On a wall clock the twin also covers the time it caught up (see _catch_up): the run's length is time.
+        over = bool(s.duration_s) and not self.clock.is_virtual and self._twin_t - self._t0 >= s.duration_s - 1e-9
+        self.done = bool(success) or self._k >= self.steps_cap or over
         return self.status()
 
     def next_step_time(self) -> float:
-        """Host time [s] at which the next control step is due (wall-clock pacing)."""
-        return self._t0 + self._k * self.control_dt
+        """Host time [s] at which the next control step is due (wall-clock pacing): when the twin's state stands
+        for the present."""
+        return self._t0 + self._k * self.control_dt if self.clock.is_virtual else self._twin_t
+
+    def _catch_up(self, now: float) -> None:
+        """Wall clock: a twin behind the present (a step that started late; a slow one: the first camera render, a
+        loaded machine) simulates the missed time now, with the commands it has. A twin behind the robot's
+        measurements cannot place them in its past: the rollback would fuse a state from its future at the
+        twin's present. Lags over a control period are logged as events."""
+        lag = now - self._twin_t
+        steps = int(lag / self.physics_dt) if not self.clock.is_virtual else 0
+        if steps < 1:
+            return
+        # Even a few milliseconds matter: a measurement newer than the twin would be fused at the wrong instant.
+        self._advance_twin(steps)
+        if lag > self.control_dt:
+            self._lag_catchups += 1
+            if self._lag_catchups <= 3 or lag > 0.5:
+                self._event(now, f"twin fell {lag * 1e3:.0f} ms behind the wall clock; simulated the gap", "warning")
 
     def status(self) -> dict:
         sync = self.clock_sync
@@ -467,11 +503,16 @@ class TwinRunner:
         """Robot time -> host time with the current clock estimate (None before the first estimate)."""
         return self.clock_sync.to_host if self.clock_sync.ready else None
 
-    def _record_twin(self, t: float, state) -> None:
+    def _remember_twin(self, t: float, state) -> tuple[np.ndarray, np.ndarray]:
+        """Keep the twin's state at host time ``t`` for the divergence and the delay compensation."""
         q = np.asarray(state.joint_q, float)
         qd = np.asarray(state.joint_qd, float)
         self.twin_history.record(t, q, qd)
         self.delay.record(t, q - self._motion_offset, qd - self._motion_offset_qd)
+        return q, qd
+
+    def _record_twin(self, t: float, state) -> None:
+        q, qd = self._remember_twin(t, state)
         self.log.log("/twin/state", t, {"step": int(state.step), "time": float(state.time), "joint_q": q, "joint_qd": qd})
 
     def _sync_from_robot(self, now: float) -> None:
@@ -500,7 +541,9 @@ class TwinRunner:
                 self._clock_sync()
         self._last_robot_seq = obs.seq
         self._last_robot_host = obs.host_time
-        self.state_watchdog.feed(now)
+        # Fed with the state's arrival, not this step's time: the deadline runs from when the robot was last
+        # heard (a feed at the step after the arrival gave up to a control period of extra grace).
+        self.state_watchdog.feed(min(float(obs.host_time), now))
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
         # A measurement is never from the future: a clock estimate a rounding error (or its error) ahead says
         # "now" (the rollback would otherwise fall back to the cruder delta re-sync).
@@ -522,7 +565,7 @@ class TwinRunner:
         if self.settings.resync == "rollback" and self._rollback(now, t_meas, q_meas, qd_meas):
             self._mirror_robot_mode(obs, now)
             return
-        q_now, qd_now = self.delay.forward(t_meas, q_meas, qd_meas, now)
+        q_now, qd_now = self.delay.forward(t_meas, q_meas, qd_meas, max(now, self._twin_t))
         self.kalman.update(q_now, qd_now)
         self.log.log("/estimate", now, {
             "joint_q": self.kalman.q, "joint_qd": self.kalman.qd, "std_q": self.kalman.std_q, "latency_s": now - t_meas,
@@ -631,8 +674,9 @@ class TwinRunner:
         self.kalman.predict(q_pred, qd_pred, dt)
         self.kalman.update(q_meas, qd_meas)
         self._kalman_t = t_meas
-        threshold = self.settings.rollback_threshold
-        threshold = 2.0 * self.settings.meas_q_std if threshold is None else threshold
+        st = self.settings
+        threshold = (2.0 * st.meas_q_std if st.rollback_threshold is None else st.rollback_threshold) \
+            if now - t_meas <= st.fresh_s else st.stale_threshold
         if float(np.max(np.abs(self.kalman.q - q_pred))) > threshold:
             sim.set_joint_state(self.kalman.q, self.kalman.qd, hold=False, keep_constraint_error=True)
         # Snapshots after the measurement belong to the old trajectory; the fused state is the new anchor.
@@ -700,7 +744,7 @@ class TwinRunner:
         expires = now + self.command_ttl
         self.robot.send_action(RobotAction(target_q=self._to_robot(safe), seq=self._seq, send_time=now, expires_at=expires))
         self.log.log("/command/safe", now, {"seq": self._seq, "target_q": safe, "expires_at": expires})
-        self.commands.sent(self._seq, now, safe)
+        self.commands.sent(self._seq, now, safe, expires)
         for t_apply, target in self._twin_applications(now, self._seq, safe):
             bisect.insort(self._pending, (t_apply, target, self._seq), key=lambda e: e[0])
         self._last_sent_target = safe
@@ -776,31 +820,41 @@ class TwinRunner:
         return None
 
     def _advance_twin(self, num_steps: int) -> None:
+        """Simulate ``num_steps`` physics steps of the twin, applying queued commands at their host times.
+
+        The twin's own timeline is ``_twin_t``: the host time its state stands for. On the virtual clock that is
+        the clock; on a wall clock a control period is simulated in a few milliseconds at its start, so the
+        state after it stands for the period's end, not for the moment it was computed (logging it at ``now``
+        put the twin a period ahead of the robot, a constant ~25 ms lead that read as 8 mrad of divergence
+        per joint over a 5 ms link)."""
         sim = self.started._sim
         if self.settings.sync and self.settings.resync == "rollback":
-            self._snapshots.append((self.clock.now(), sim.snapshot(), False))
+            self._snapshots.append((self._twin_t, sim.snapshot(), False))
         remaining = num_steps
         truth_every = max(1, int(round(self.settings.truth_period_s / self.physics_dt))) if self.settings.log_truth else 0
+        history_every = max(1, int(round(self.settings.history_period_s / self.physics_dt)))
         done = 0
         while remaining > 0:
-            now = self.clock.now()
+            t = self._twin_t
             if truth_every and done % truth_every == 0:
-                self._log_truth(now)
-            while self._pending and self._pending[0][0] <= now + 1e-12:
+                self._log_truth(self.clock.now())
+            while self._pending and self._pending[0][0] <= t + 1e-12:
                 _, target, seq = self._pending.popleft()
                 sim.set_command(JointCommand(target_q=target))
-                self.commands.applied_in_twin(now, target, seq)
+                self.commands.applied_in_twin(t, target, seq)
             # Steps until the next queued command is due go in one advance call.
             n = remaining
-            if self._pending and self.clock.is_virtual:
-                n = min(remaining, max(1, int(np.ceil((self._pending[0][0] - now) / self.physics_dt - 1e-9))))
-            elif self._pending:
-                n = 1
+            if self._pending:
+                n = min(remaining, max(1, int(np.ceil((self._pending[0][0] - t) / self.physics_dt - 1e-9))))
             if truth_every:
                 n = min(n, truth_every - done % truth_every)
+            n = min(n, history_every - done % history_every)
             sim.advance(n)
             done += n
+            self._twin_t = t + n * self.physics_dt
             if self.clock.is_virtual:
                 self.clock.advance(n * self.physics_dt)
             remaining -= n
-        self._record_twin(self.clock.now(), sim.get_state())
+            if remaining > 0 and done % history_every == 0:
+                self._remember_twin(self._twin_t, sim.get_state())
+        self._record_twin(self._twin_t, sim.get_state())
