@@ -283,6 +283,16 @@ def test_agent_refuses_public_bind_without_token(tracker_file):
         RobotAgent(object(), bind="tcp://0.0.0.0:5999")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize(("flag", "value"), [("--sensor-hz", "-1"), ("--rate", "2000")])
+def test_agent_refuses_bad_rates_before_loading_the_robot(tracker_file, flag, value):
+    """A negative sensor rate or a state rate over 1 kHz: one line naming the flag, before the driver is made."""
+    result = subprocess.run(
+        [sys.executable, "-m", "vlatwin.cli.main", "agent", "--driver", f"{tracker_file}:make", flag, value],
+        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2 and flag in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
 def test_remote_robot_cannot_reach():
     """Connecting to nothing fails within the timeout with a one-line hint to start the agent."""
     base = _free_base_port()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 from pathlib import Path
@@ -130,6 +131,11 @@ def cmd_agent(args: argparse.Namespace) -> int:
             f"refusing to bind the robot agent to {host} without a token; pass --token SECRET (or set VLATWIN_AGENT_TOKEN), "
             "or bind 127.0.0.1 and tunnel (ssh -L)"
         )
+    # Checked before the robot loads (the agent checks them too, after).
+    if not (math.isfinite(args.rate) and 0 < args.rate <= 1000):
+        raise VlatwinError(f"--rate {args.rate:g} must be in (0, 1000] Hz")
+    if not (math.isfinite(args.sensor_hz) and args.sensor_hz >= 0):
+        raise VlatwinError(f"--sensor-hz {args.sensor_hz:g} must be >= 0 Hz (0: no camera frames or clouds)")
     driver, cleanup = _make_driver(args)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt)  # `kill` / `docker stop` stop it cleanly too
     try:
