@@ -95,13 +95,13 @@ class TwinSettings:
     """Log the emulated robot's hidden true state beside the twin's every ``truth_period_s`` (``/truth``) and
     its hidden parameters (``/truth/params``, once); for tests and benchmarks."""
     truth_period_s: float = 0.005
+    """Spacing [s] of the ``/truth`` samples: uniform in time, so their RMS is the run's time RMS (samples at the
+    control steps alone would all fall where a command sent one period earlier lands, when the link's latency
+    is a whole number of periods)."""
     history_period_s: float = 0.005
     """Spacing [s] of the twin states kept for the divergence J and delay compensation (``/twin/state`` is logged
     at the control steps only). A measurement is compared with the twin interpolated to its instant: at the
     control period (50 ms) the interpolation alone read as several mrad of divergence on fast motions."""
-    """Spacing [s] of the ``/truth`` samples: uniform in time, so their RMS is the run's time RMS (samples at the
-    control steps alone would all fall where a command sent one period earlier lands, when the link's latency
-    is a whole number of periods)."""
 
 
 @dataclass
