@@ -362,24 +362,11 @@ class RobotAgent:
         status.setdefault("last_command_seq", int(self._last_cmd_seq))
         if self.sensor_hz > 0:
             self._send_sensors(obs)
-        try:
-            data = wire.encode(
-                wire.message(
-                    "state", seq=self._next("state"), t_send=self.clock.now(), robot_seq=int(obs.seq),
-                    robot_time=float(obs.robot_time), joint_q=obs.joint_q, joint_qd=obs.joint_qd,
-                    joint_effort=obs.joint_effort, joint_q_desired=obs.joint_q_desired, status=status,
-                    session=self.session,
-                )
-            )
-        except wire.WireError as exc:
-            self.stats["bad_states"] += 1
-            self._log.warn("bad_state", f"robot agent: driver state not sent: {exc}")
-            return
-        try:
-            self._sockets["state"].send(data, self._zmq.NOBLOCK)
-            self.stats["states_sent"] += 1
-        except self._zmq.Again:
-            self.stats["states_dropped"] += 1
+        self._publish("state", lambda seq, t: wire.message(
+            "state", seq=seq, t_send=t, robot_seq=int(obs.seq), robot_time=float(obs.robot_time), joint_q=obs.joint_q,
+            joint_qd=obs.joint_qd, joint_effort=obs.joint_effort, joint_q_desired=obs.joint_q_desired, status=status,
+            session=self.session,
+        ))
 
     def _send_sensors(self, obs) -> None:
         """One ``sensor`` frame per camera image and LIDAR cloud of ``obs``, before its state."""
@@ -392,20 +379,27 @@ class RobotAgent:
                 self.stats["sensors_skipped"] += 1
                 continue
             self._sensor_sent[(kind, name)] = float(obs.robot_time)
-            try:
-                data = wire.encode(wire.sensor_message(
-                    kind, array, name=str(name), robot_seq=int(obs.seq), robot_time=float(obs.robot_time), session=self.session,
-                    seq=self._next("state"), t_send=self.clock.now(),
-                ))
-            except wire.WireError as exc:
-                self.stats["bad_sensors"] += 1
-                self._log.warn("bad_sensor", f"robot agent: sensor frame not sent: {exc}")
-                continue
-            try:
-                self._sockets["state"].send(data, self._zmq.NOBLOCK)
-                self.stats["sensors_sent"] += 1
-            except self._zmq.Again:
-                self.stats["sensors_dropped"] += 1
+            self._publish("sensor", lambda seq, t, kind=kind, name=name, array=array: wire.sensor_message(
+                kind, array, name=str(name), robot_seq=int(obs.seq), robot_time=float(obs.robot_time), session=self.session,
+                seq=seq, t_send=t,
+            ))
+
+    def _publish(self, what: str, build) -> None:
+        """Encode ``build(seq, t_send)`` and send it on the state socket. A message that does not encode is logged
+        and takes no sequence number (the twin would count it as a lost state)."""
+        seq = self._seq["state"] + 1
+        try:
+            data = wire.encode(build(seq, self.clock.now()))
+        except wire.WireError as exc:
+            self.stats[f"bad_{what}s"] += 1
+            self._log.warn(f"bad_{what}", f"robot agent: {what} not sent: {exc}")
+            return
+        self._seq["state"] = seq
+        try:
+            self._sockets["state"].send(data, self._zmq.NOBLOCK)
+            self.stats[f"{what}s_sent"] += 1
+        except self._zmq.Again:
+            self.stats[f"{what}s_dropped"] += 1
 
     def _sync_loop(self) -> None:
         """Sample the driver's clock off the stream's thread (an exchange may block for the link's delay)."""

@@ -307,8 +307,9 @@ class RemoteRobot(Robot):
         status = dict(msg["status"])
         status.update(agent_seq=msg["seq"], agent_time=msg["t_send"], session=msg["session"])
         sensors = self._pending_sensors.pop(key, {})
-        while self._pending_sensors and next(iter(self._pending_sensors))[1] < key[1]:
-            self._pending_sensors.popitem(last=False)  # their state was lost
+        for stale in [k for k in self._pending_sensors if k[0] != key[0] or k[1] < key[1]]:
+            del self._pending_sensors[stale]  # their state was lost (or belonged to an agent that restarted)
+            self.stats["sensors_orphaned"] += 1
             self.stats["sensors_orphaned"] += 1
         self._latest = RobotObservation(
             seq=msg["robot_seq"], robot_time=msg["robot_time"], host_time=host_time, joint_q=msg["joint_q"],
