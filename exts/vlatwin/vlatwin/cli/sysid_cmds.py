@@ -16,6 +16,11 @@ damping under position-only commands) are reported as not identifiable and held 
 --holdout share of the recording is not fitted: the held-out error and the share of held-out samples inside
 the 95 % prediction band say how far to trust the result.
 
+Positions alone fix drive gains and link masses only relative to each other (a heavier arm on stiffer drives
+moves the same). A robot that reports its drives' output (joint efforts from the PD law, e.g. motor current;
+the emulated robot does) fixes that scale: each sample's effort then also predicts its tracking error.
+Link-side torque sensors (Franka's tau_J) are not that and are not used.
+
 RECORDING is a `vlatwin twin run` / `vlatwin sysid excite` log (.mcap) or a LeRobotDataset v3 folder
 (--episode). PARAMS: damping, friction, armature, drive_gains (= drive_stiffness + drive_damping), masses,
 sensor_delay. Writes nothing when the fit does not converge.
@@ -67,6 +72,8 @@ def register(groups) -> None:
     fit.add_argument("--loss", default="linear", choices=("linear", "soft_l1", "huber", "cauchy"), help="least-squares loss")
     fit.add_argument("--max-evaluations", type=int, default=40, help="cost evaluations per round (default: %(default)s)")
     fit.add_argument("--workers", type=int, default=2, help="rollout processes (default: %(default)s)")
+    fit.add_argument("--no-efforts", action="store_true",
+                     help="ignore the robot's drive efforts (by default, when the recording has them, they fix the drive gains' scale)")
     fit.add_argument("--stage-out", type=Path, default=None, help="also write the stage with the identified parameters")
     fit.add_argument("--config", type=Path, default=None, help="the task config to write back into (with --config-out)")
     fit.add_argument("--config-out", type=Path, default=None, help="write CONFIG with a scene.robot.dynamics block here")
@@ -140,8 +147,10 @@ def cmd_fit(args: argparse.Namespace) -> int:
     rec = load_recording(args.recording, stage=args.stage, episode=args.episode)
     joints = None if args.joints is None else [j.strip() for j in args.joints.split(",") if j.strip()]
     settings = FitSettings(groups=groups, joints=joints, holdout=args.holdout, loss=args.loss,
-                           max_evaluations=args.max_evaluations, workers=args.workers)
-    print(f"fitting {', '.join(groups)} to {rec.source} ({rec.duration:.1f} s, input from the {rec.input_source}) ...", file=sys.stderr)
+                           max_evaluations=args.max_evaluations, workers=args.workers, use_efforts=not args.no_efforts)
+    efforts = "" if rec.effort is None else f", drive efforts: {rec.effort_kind or 'of unknown kind (not used)'}"
+    print(f"fitting {', '.join(groups)} to {rec.source} ({rec.duration:.1f} s, input from the {rec.input_source}{efforts}) ...",
+          file=sys.stderr)
     result, pool = fit(rec, settings, progress=_progress(not args.no_progress))
     try:
         if not result.converged:
@@ -157,6 +166,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     doc = result_to_dict(result, recording=str(args.recording), heldout=heldout, dynamics=dynamics)
     write_params_yaml(args.out, doc)
     _print_table(result)
+    samples = result.extra.get("effort_samples")
+    if samples:
+        pinned = sum(e.note == "from the drive efforts" for e in result.estimates)
+        print(f"{pinned} drive gains from the robot's drive efforts ({sum(samples.values())} unsaturated samples); "
+              "the rest from the joint trajectories under them")
     print(f"held-out RMS: nominal {heldout['rms_nominal'] * 1e3:.3f} mrad, identified {heldout['rms_identified'] * 1e3:.3f} mrad "
           f"({_ratio_words(heldout['improvement'])}); {result.rollouts} rollouts in {result.wall_s:.0f} s; wrote {args.out}")
     if result.model_error_dominates:
@@ -207,13 +221,14 @@ def _dynamics(result, description) -> dict:
 
 
 def _print_table(result) -> None:
-    print(f"{'parameter':34s} {'nominal':>12s} {'identified':>12s} {'95 % interval':>14s}")
+    width = max([34] + [len(e.name) for e in result.estimates])
+    print(f"{'parameter':{width}s} {'nominal':>12s} {'identified':>12s} {'95 % interval':>14s}")
     for e in result.estimates:
         if e.identifiable:
-            print(f"{e.name:34s} {e.nominal:12.5g} {e.value:12.5g} {'+- ' + format(1.96 * e.std, '.3g'):>14s} {e.unit}"
+            print(f"{e.name:{width}s} {e.nominal:12.5g} {e.value:12.5g} {'+- ' + format(1.96 * e.std, '.3g'):>14s} {e.unit}"
                   + (f"  ({e.note})" if e.note else ""))
         else:
-            print(f"{e.name:34s} {e.nominal:12.5g} {'-':>12s} {'':>14s} {e.unit}  {e.note}")
+            print(f"{e.name:{width}s} {e.nominal:12.5g} {'-':>12s} {'':>14s} {e.unit}  {e.note}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:

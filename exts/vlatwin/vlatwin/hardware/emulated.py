@@ -659,6 +659,8 @@ class EmulatedRobot(Robot):
             "mode": self._mode,
             "estop": self._estop,
             "target_time": self._target_time,
+            # joint_effort is what the drive law commands (a motor-current reading), not a link-side torque.
+            "effort": "drive",
             "last_command_seq": self._last_seq,
             "commands_received": self._received,
             "commands_lost": lost,

@@ -67,11 +67,21 @@ class Recording:
     """Camera frames of the same instant from both sides: (label "camera @ t s", robot RGB, twin RGB)."""
     point_clouds: list[tuple[str, np.ndarray, np.ndarray]] = field(default_factory=list)
     """LIDAR clouds of the same instant from both sides: (label "lidar @ t s", robot (N, 3), twin (M, 3)) [m]."""
+    effort: np.ndarray | None = None
+    """(N, J) measured joint efforts [N*m | N] at the measurement times, or None."""
+    effort_kind: str | None = None
+    """What :attr:`effort` measures: ``drive`` (the output of the servo's PD law, e.g. motor current: a fit can
+    read the drive gains from it), ``link`` (a link-side torque sensor: inertia and gravity included) or None."""
+    q_desired: np.ndarray | None = None
+    """(N, J) the target the servo tracked at each measurement [rad | m] (the robot's report), or None."""
 
     def __post_init__(self) -> None:
         n, j = len(self.t), len(self.joint_names)
         checks = {"t": (self.t, (n,)), "q": (self.q, (n, j)), "qd": (self.qd, (n, j)),
                   "target_q": (self.target_q, (len(self.target_t), j))}
+        for name in ("effort", "q_desired"):
+            if getattr(self, name) is not None:
+                checks[name] = (getattr(self, name), (n, j))
         for name, (value, shape) in checks.items():
             if np.shape(value) != shape:
                 raise VlatwinError(f"{self.source}: recording field {name} has shape {np.shape(value)}, expected {shape}")
@@ -101,7 +111,8 @@ class Recording:
     def slice(self, t0: float, t1: float) -> Recording:
         """The samples with ``t0 <= t < t1`` (targets kept whole: a window needs the one in effect at its start)."""
         keep = (self.t >= t0) & (self.t < t1)
-        return replace(self, t=self.t[keep], q=self.q[keep], qd=self.qd[keep])
+        rows = {name: getattr(self, name)[keep] for name in ("effort", "q_desired") if getattr(self, name) is not None}
+        return replace(self, t=self.t[keep], q=self.q[keep], qd=self.qd[keep], **rows)
 
     def moving_joints(self, min_range: float = 0.02) -> np.ndarray:
         """(J,) bool: joints whose measured position spans more than ``min_range`` [rad | m]."""
@@ -168,8 +179,10 @@ def recording_from_runlog(path: str | Path) -> Recording:
             seen.setdefault(float(m["status"]["target_time"]), _vector(m["joint_q_desired"], "joint_q_desired", path))
         target_t = np.array(sorted(seen))
         target_q = np.array([seen[t] for t in target_t])
+        q_desired = np.array([_vector(m["joint_q_desired"], "joint_q_desired", path) for m in msgs])
         source = "robot"
     else:
+        q_desired = None
         commands = data.messages("/command/safe")
         if not commands:
             raise VlatwinError(
@@ -183,6 +196,13 @@ def recording_from_runlog(path: str | Path) -> Recording:
         target_t, target_q = target_t[order], target_q[order]
         source = "host"
 
+    effort, effort_kind = None, None
+    if all(m.get("joint_effort") is not None for m in msgs):
+        effort = np.array([_vector(m["joint_effort"], "joint_effort", path) for m in msgs])
+        kinds = {str((m.get("status") or {}).get("effort")) for m in msgs}
+        effort_kind = kinds.pop() if len(kinds) == 1 and None not in kinds and "None" not in kinds else None
+        if not np.isfinite(effort).all():
+            effort, effort_kind = None, None
     stage_path = None
     if "scene.usda" in data.attachments:
         folder = Path(tempfile.mkdtemp(prefix="vlatwin-sysid-"))
@@ -203,6 +223,7 @@ def recording_from_runlog(path: str | Path) -> Recording:
         metadata=dict(meta),
         images=_pairs(data, "camera"),
         point_clouds=_pairs(data, "lidar"),
+        effort=effort, effort_kind=effort_kind, q_desired=q_desired,
     )
 
 

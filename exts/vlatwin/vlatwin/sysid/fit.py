@@ -9,6 +9,11 @@ P parameters; reverse mode gives one row per backward pass, finite differences o
 P << N (:mod:`vlatwin.sysid.gradients` has the tape gradients of the scalar cost, checked against finite
 differences, and ``benchmarks/sysid.py`` times both).
 
+Drive efforts: positions alone fix drive gains and link masses only up to one common factor. When the robot
+reports its drives' output, the gains of every joint with enough unsaturated samples come from the drive law
+on the measured samples (:class:`DriveLawRows`, no rollouts), and the rollouts fit the other parameters under
+those gains; their covariances are separate blocks (the masses' intervals do not carry the gains' uncertainty).
+
 Uncertainty: at the optimum, ``cov = s^2 (J^T J)^-1`` with ``s^2`` the residual variance, inflated by
 ``(1 + rho) / (1 - rho)`` for the residuals' lag-1 autocorrelation ``rho`` (correlated residuals carry less
 information than their count says). Parameters the data cannot pin down — a near-null direction of ``J``
@@ -23,6 +28,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -62,6 +68,14 @@ class FitSettings:
     smooth on this scale (a secant slope is what the trust region needs)."""
     restarts: int = 3
     """Fresh least-squares starts from the last optimum (each up to ``max_evaluations``)."""
+    window_s: float = math.inf
+    """Multiple-shooting window [s]: each window restarts the twin from the measured state (inf: one rollout per
+    recording segment). Keep inf on XPBD: a restart mid-motion cannot restore the bodies' hidden joint stretch,
+    and the twin then rings (measured on the Panda: 5-8 mrad off 10 ms after the restart, with the true
+    parameters, against 0.1 mrad for one rollout from rest)."""
+    use_efforts: bool = True
+    """Also fit the drive gains to the robot's reported drive efforts (when the recording has them, see
+    :class:`DriveLawRows`): positions alone fix gains and masses only up to one common factor."""
     smooth_s: float = 0.1
     """Residuals compare joint positions averaged over this window [s] (0: raw samples): the twin's
     position solver rings at about 0.1 mrad, faster than any parameter's effect, and the average removes
@@ -157,12 +171,94 @@ def _joint_selection(rec: Recording, joints: list[str] | None, sim_joint_names) 
     return sel
 
 
+def encoder_noise(q: np.ndarray) -> np.ndarray:
+    """(J,) white measurement noise [rad | m] of a densely sampled joint stream ((N, J)), from second differences
+    (where a smooth motion contributes acceleration * dt^2, i.e. nothing)."""
+    d2 = q[2:] - 2 * q[1:-1] + q[:-2]
+    return np.median(np.abs(d2 - np.median(d2, axis=0)), axis=0) / 0.6745 / np.sqrt(6.0)
+
+
+class DriveLawRows:
+    """Residuals of the servo's drive law on the measured samples: the tracking error the reported effort implies.
+
+    Why: under position control ``M(q) qdd + c + g = kp (q_d - q) - kd qd``, so scaling every drive gain and
+    every link mass by one factor leaves every joint trajectory unchanged: positions identify gains and masses
+    only relative to each other. A robot that reports its drive's output (``joint_effort`` with
+    ``status.effort == "drive"``: motor current, the emulated robot) fixes that factor. Per sample and fitted
+    joint the residual is ``(q_d - q) - (effort + kd qd) / kp`` in units of the encoder noise: the measured
+    tracking error against the one the effort implies. Written this way the noisy quantity (the encoder reading)
+    sits on one side only, so the fit is not biased towards small gains (regressing effort on a noisy tracking
+    error would be: the error is often not much larger than the noise with stiff drives). Samples where the
+    effort sits at its limit (the drive saturated, the law does not hold) are left out.
+    """
+
+    def __init__(self, rec: Recording, fit_mask: np.ndarray, cols: np.ndarray, sim_index: np.ndarray):
+        n_rows = int(fit_mask.sum())
+        self.cols, self.sim_index = cols, sim_index
+        q = rec.q[fit_mask][:, cols]
+        self.error = rec.q_desired[fit_mask][:, cols] - q
+        self.effort = rec.effort[fit_mask][:, cols]
+        self.qd = rec.qd[fit_mask][:, cols]
+        peak = np.abs(rec.effort[:, cols]).max(axis=0)
+        # A limit shows as a plateau: the peak value held by several samples.
+        saturated = np.isclose(np.abs(rec.effort[:, cols]), peak, rtol=1e-3).sum(axis=0) >= 3
+        self.valid = ~(saturated[None, :] & (np.abs(self.effort) >= (1.0 - 1e-3) * peak[None, :]))
+        self.noise = np.maximum(encoder_noise(rec.q[:, cols]), 1e-7)
+        self.samples = self.valid.sum(axis=0)
+        assert self.error.shape[0] == n_rows
+
+    MIN_SAMPLES = 50
+    """Valid samples a joint needs before its efforts, not the rollouts, set its gains."""
+
+    def pinned(self, pset: ParameterSet) -> list[int]:
+        """Indices (into ``pset``) of the drive gains of joints with at least :attr:`MIN_SAMPLES` valid samples."""
+        column = {int(j): k for k, j in enumerate(self.sim_index)}
+        return [i for i, p in enumerate(pset.params) if p.field in ("drive_stiffness", "drive_damping")
+                and p.index in column and self.samples[column[p.index]] >= self.MIN_SAMPLES]
+
+    def start(self, pset: ParameterSet, pinned: list[int], x0: np.ndarray) -> np.ndarray:
+        """Start values (x-space) of the ``pinned`` gains from :meth:`initial_gains` (``x0`` where it has none)."""
+        kp, kd = self.initial_gains(self.MIN_SAMPLES)
+        column = {int(j): k for k, j in enumerate(self.sim_index)}
+        lo, hi = pset.bounds
+        out = []
+        for i in pinned:
+            p = pset.params[i]
+            value = (kp if p.field == "drive_stiffness" else kd)[column[p.index]]
+            out.append(float(np.clip(p.x_of(value), lo[i], hi[i])) if np.isfinite(value) else float(x0[i]))
+        return np.array(out)
+
+    def initial_gains(self, min_samples: int = 20) -> tuple[np.ndarray, np.ndarray]:
+        """(kp, kd) per fitted joint from the linear regression ``q_d - q = a effort + b qd`` (``kp = 1/a``,
+        ``kd = b/a``); NaN where a joint has fewer than ``min_samples`` valid samples or no positive gain comes out.
+        A start for the fit (the rollouts' cost has local minima; this one is convex)."""
+        kp = np.full(len(self.cols), np.nan)
+        kd = np.full(len(self.cols), np.nan)
+        for k in range(len(self.cols)):
+            ok = self.valid[:, k]
+            if ok.sum() < min_samples:
+                continue
+            a = np.stack([self.effort[ok, k], self.qd[ok, k]], axis=1)
+            (slope, b), *_ = np.linalg.lstsq(a, self.error[ok, k], rcond=None)
+            if slope > 0 and b >= 0:
+                kp[k], kd[k] = 1.0 / slope, b / slope
+        return kp, kd
+
+    def residuals(self, params: SimParams) -> np.ndarray:
+        """(S, J_fit) residuals in units of the encoder noise (0 where a sample is left out)."""
+        kp = np.asarray(params.drive_stiffness, float)[self.sim_index]
+        kd = np.asarray(params.drive_damping, float)[self.sim_index]
+        implied = (self.effort + kd[None, :] * self.qd) / np.where(kp > 0, kp, np.inf)[None, :]
+        return np.where(self.valid, (self.error - implied) / self.noise[None, :], 0.0)
+
+
 class _Problem:
     """Residuals and finite-difference Jacobians of one parameter set over the fitted windows."""
 
     def __init__(self, pool: RolloutPool, pset: ParameterSet, rec: Recording, rows: np.ndarray, cols: np.ndarray, settings: FitSettings,
-                 sigma: np.ndarray | None = None):
+                 sigma: np.ndarray | None = None, drive_rows: DriveLawRows | None = None):
         self.pool, self.pset, self.settings = pool, pset, settings
+        self.drive_rows = drive_rows
         self.cols = cols
         self.sigma = np.ones(len(cols)) if sigma is None else np.asarray(sigma, float)
         # Spacing of the samples actually used (a 20 Hz dataset is sparser than sample_period_s).
@@ -187,7 +283,10 @@ class _Problem:
         if todo:
             preds = self.pool.simulate_many([self.pset.to_sim(x) for x in todo])
             for x, pred in zip(todo, preds):
-                self._cache[x.tobytes()] = ((self.smooth(pred[:, self.cols]) - self.measured) / self.sigma).ravel()
+                r = ((self.smooth(pred[:, self.cols]) - self.measured) / self.sigma).ravel()
+                if self.drive_rows is not None:
+                    r = np.concatenate([r, self.drive_rows.residuals(self.pset.to_sim(x)[0]).ravel()])
+                self._cache[x.tobytes()] = r
         out = [self._cache[x.tobytes()] for x in xs]
         if len(self._cache) > 256:
             self._cache.clear()
@@ -222,9 +321,7 @@ def _residual_floor(pool: RolloutPool, rec: Recording, rows: np.ndarray, cols: n
     0.01 %, so two runs 1e-4 apart measure how much of a residual is chaos, not parameters. Residuals are
     divided by it: joints where the twin is reproducible carry the fit, and the covariance is in units of it.
     """
-    q = rec.q[:, cols]
-    d2 = q[2:] - 2 * q[1:-1] + q[:-2]
-    noise = np.median(np.abs(d2 - np.median(d2, axis=0)), axis=0) / 0.6745 / np.sqrt(6.0)
+    noise = encoder_noise(rec.q[:, cols])
     noise_avg = noise / np.sqrt(max(1, problem.width) * max(1.0, problem.spacing * _rate(rec)))
     base = pool.description.nominal
     nudged = base.copy()
@@ -293,7 +390,7 @@ def fit(rec: Recording, settings: FitSettings, *, progress=None) -> tuple[FitRes
     fit_mask, _ = _fit_mask(rec, settings.holdout)
     if settings.sample_period_s <= 0:
         raise VlatwinError(f"--sample-period: must be > 0 s, got {settings.sample_period_s}")
-    windows = make_windows(rec.t, rec.q, rec.qd, fit_mask, window_s=math.inf, sample_period_s=settings.sample_period_s)
+    windows = make_windows(rec.t, rec.q, rec.qd, fit_mask, window_s=settings.window_s, sample_period_s=settings.sample_period_s)
     if not windows:
         raise VlatwinError(f"{rec.source}: too few samples to fit ({int(fit_mask.sum())} in the fitted part)")
     pool = RolloutPool(rec.stage_path, rec.physics, rec.joint_names, windows, rec.target_t, rec.target_q, workers=settings.workers)
@@ -321,68 +418,81 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
     )
     rows = np.concatenate([w.rows for w in windows])
     sigma = _residual_floor(pool, rec, rows, cols, _Problem(pool, pset_all, rec, rows, cols, settings))
+    drive_rows = None
+    gains_fitted = any(p.field in ("drive_stiffness", "drive_damping") for p in pset_all.params)
+    if settings.use_efforts and gains_fitted and rec.effort is not None and rec.effort_kind == "drive" and rec.q_desired is not None:
+        drive_rows = DriveLawRows(rec, _fit_mask(rec, settings.holdout)[0], cols, order[cols])
     held: dict[int, str] = {}
     params = list(pset_all.params)
     x_full = pset_all.x0.copy()
     cost0 = None
     evaluations = 0
     message, converged = "", False
+    rho, r_full, dof_full = 0.0, np.zeros(0), 1
     for round_ in range(4):
         free = [i for i in range(len(params)) if i not in held]
         if not free:
             raise VlatwinError("sysid: no parameter is identifiable from this recording (excite the joints more)")
         pset = ParameterSet([params[i] for i in free], _apply_held(pset_all, x_full, free))
-        problem = _Problem(pool, pset, rec, rows, cols, settings, sigma)
+        full = _Problem(pool, pset, rec, rows, cols, settings, sigma, drive_rows)
+        lo, hi = pset.bounds
         x0 = x_full[free].copy()
+        # Gains the drive efforts pin down come from the drive law alone (see DriveLawRows); the rollouts fit the
+        # rest under them. Fitted jointly, the position rows bend the weakly loaded joints' gains to absorb XPBD's
+        # chaos (measured: joint 5's stiffness 33 % off where its efforts alone put it within 1 %).
+        pinned = [] if drive_rows is None else drive_rows.pinned(pset)
+        rest = [i for i in range(len(pset)) if i not in pinned]
         if round_ == 0:
             # A parameter that starts on its bound (friction 0) leaves trf a near-zero first trust region: start
             # half a typical size inside.
-            lo0 = pset.bounds[0]
-            x0 = np.where(x0 <= lo0 + 1e-9, lo0 + 0.5, x0)
-        f0 = problem.fun(x0)
+            x0 = np.where(x0 <= lo + 1e-9, lo + 0.5, x0)
+            if pinned:
+                x0[pinned] = drive_rows.start(pset, pinned, x0)
+        f0 = full.fun(x0)
         if not np.isfinite(f0).all():
             raise VlatwinError(f"{rec.source}: the twin with nominal parameters does not reproduce the recording (NaN)")
         if cost0 is None:
             cost0 = 0.5 * float(f0 @ f0)
-        lo, hi = pset.bounds
-        noise = max(float(np.std(f0)) * 0.1, 1e-6)
-        # Restarts: a trust region that shrank on the cost's small-scale roughness (XPBD) stalls far from the
-        # minimum; a fresh start from there often goes on. When one no longer lowers the cost by 1 %, the
-        # finite-difference step shrinks 4x for the last approach (a 20 % secant is blunt near the minimum).
-        x_start, converged, message, res = x0, False, "", None
-        for _ in range(settings.restarts + 2):
-            res = least_squares(
-                problem.fun, x_start, jac=problem.jac, bounds=(lo, hi), method="trf", loss=settings.loss,
-                f_scale=3 * noise if settings.loss != "linear" else 1.0, x_scale=1.0,
-                max_nfev=settings.max_evaluations, xtol=1e-6, ftol=1e-6, gtol=1e-8,
-            )
-            previous = 0.5 * float(problem.fun(x_start) @ problem.fun(x_start))
-            gain = (previous - res.cost) / max(previous, 1e-300)
-            x_start = res.x
-            message = res.message
-            if gain < 0.01 and res.status > 0:
-                if problem.fd_scale < 1.0:
-                    break
-                problem.fd_scale = 0.25
-        # Converged: the last run ended on a tolerance (not on its evaluation budget).
-        converged = res.status > 0
-        # The shifted start must not cost a fit that was already right: never end worse than where we began.
-        start_x = x_full[free]
-        start_r = problem.fun(start_x)
-        if 0.5 * float(start_r @ start_r) < res.cost:
-            res.x = start_x
-            res.cost = 0.5 * float(start_r @ start_r)
-        evaluations += problem.evaluations
-        x_full[free] = res.x
-        r = problem.fun(res.x)
-        resid = r.reshape(-1, len(cols))
-        rho = _autocorrelation(resid)
-        inflate = (1 + rho) / (1 - rho)
-        J = problem.jac(res.x)
-        cov, sv, vt = _covariance(J, r, r.size - len(free), inflate)
-        bad = _unidentifiable(pset, res.x, cov, sv, vt, settings.identifiable_rel_std)
+        x = x0.copy()
+        blocks = []
+        converged, message, nfev = True, "", 0
+        if pinned:
+            law = _DriveLawProblem(drive_rows, pset, x, pinned)
+            res = least_squares(law.fun, x[pinned], bounds=(lo[pinned], hi[pinned]), method="trf", xtol=1e-10, ftol=1e-10)
+            x[pinned] = res.x
+            law.x[pinned] = res.x
+            blocks.append((pinned, res.jac, law.fun(res.x), 1.0, law.samples - len(pinned), law.subset))
+            converged, message, nfev = res.status > 0, res.message, res.nfev
+        if rest:
+            base = x.copy()
+            base[rest] = pset.x0[rest]
+            sub = ParameterSet([pset.params[i] for i in rest], pset.to_sim(base)[0])
+            problem = _Problem(pool, sub, rec, rows, cols, settings, sigma, None if pinned else drive_rows)
+            res = _solve(problem, x[rest], sub.bounds, settings)
+            # The shifted start must not cost a fit that was already right: never end worse than where we began.
+            start_r = problem.fun(x_full[free][rest])
+            if 0.5 * float(start_r @ start_r) < res.cost:
+                res.x = x_full[free][rest]
+            x[rest] = res.x
+            converged, message, nfev = converged and res.status > 0, res.message, nfev + res.nfev
+            evaluations += problem.evaluations
+            r = problem.fun(res.x)
+            rho = _autocorrelation(r[: problem.measured.size].reshape(-1, len(cols)))
+            invalid = 0 if problem.drive_rows is None else int((~problem.drive_rows.valid).sum())
+            blocks.append((rest, problem.jac(res.x), r, (1 + rho) / (1 - rho), r.size - len(rest) - invalid, sub))
+        x_full[free] = x
+        from_efforts = {pset.params[i].name for i in pinned}
+        cov = np.zeros((len(free), len(free)))
+        bad: dict[int, str] = {}
+        for idx, J, r, inflate, dof, subset in blocks:
+            block_cov, sv, vt = _covariance(J, r, dof, inflate)
+            cov[np.ix_(idx, idx)] = block_cov
+            for k, reason in _unidentifiable(subset, x[idx], block_cov, sv, vt, settings.identifiable_rel_std).items():
+                bad[idx[k]] = reason
+        r_full = full.fun(x)
+        dof_full = r_full.size - len(free) - (0 if drive_rows is None else int((~drive_rows.valid).sum()))
         if progress is not None:
-            progress(round_, pset, res, bad)
+            progress(round_, pset, SimpleNamespace(nfev=nfev, cost=0.5 * float(r_full @ r_full)), bad)
         if not bad:
             break
         for i, reason in bad.items():
@@ -405,20 +515,69 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
                                            f"not identifiable: {held[i]}; held at nominal"))
         else:
             k = free.index(i)
-            note = ""
+            note = "from the drive efforts" if p.name in from_efforts else ""
             if abs(x_full[i] - p.lower) < 1e-6 or abs(x_full[i] - p.upper) < 1e-6:
                 note = "at its bound: the interval is not reliable"
             estimates.append(ParamEstimate(p.name, p.group, p.unit, p.nominal, p.value(x_full[i]), float(std_phys[k]), True, note))
-    cost = 0.5 * float(r @ r)
+    cost = 0.5 * float(r_full @ r_full)
+    resid = r_full[: full.measured.size].reshape(-1, len(cols))
     return FitResult(
         estimates=estimates, params=identified, nominal=d.nominal.copy(), sensor_delay_s=delay, covariance=cov_phys,
         identified_names=[params[i].name for i in free], converged=converged, message=str(message),
         cost_initial=float(cost0), cost_final=cost, evaluations=evaluations, rollouts=pool.rollouts,
         wall_s=time.perf_counter() - started, residual_std=resid.std(axis=0) * sigma, fit_joints=[rec.joint_names[k] for k in cols],
         autocorrelation=rho,
-        extra={"x": x_full, "free": free, "pset": pset_all, "sigma": sigma, "joints": [p for p, s in zip(d.joint_names, sel) if s]},
-        reduced_chi2=float(r @ r) / max(r.size - len(free), 1),
+        extra={"x": x_full, "free": free, "pset": pset_all, "sigma": sigma, "joints": [p for p, s in zip(d.joint_names, sel) if s],
+               "effort_samples": None if drive_rows is None else dict(zip(
+                   [rec.joint_names[k] for k in cols], drive_rows.samples.tolist()))},
+        reduced_chi2=float(r_full @ r_full) / max(dof_full, 1),
     )
+
+
+def _solve(problem: _Problem, x0: np.ndarray, bounds, settings: FitSettings):
+    """least_squares with restarts on the rollouts' cost; returns the last result (``x``, ``cost``, ``status``...).
+
+    Restarts: a trust region that shrank on the cost's small-scale roughness (XPBD) stalls far from the minimum;
+    a fresh start from there often goes on. When one no longer lowers the cost by 1 %, the finite-difference step
+    shrinks 4x for the last approach (a 20 % secant is blunt near the minimum). A robust loss starts to
+    discount residuals at 3 (they are in units of their noise floor).
+    """
+    from scipy.optimize import least_squares
+
+    lo, hi = bounds
+    x_start, res, nfev = x0, None, 0
+    for _ in range(settings.restarts + 2):
+        res = least_squares(
+            problem.fun, x_start, jac=problem.jac, bounds=(lo, hi), method="trf", loss=settings.loss,
+            f_scale=3.0 if settings.loss != "linear" else 1.0, x_scale=1.0,
+            max_nfev=settings.max_evaluations, xtol=1e-6, ftol=1e-6, gtol=1e-8,
+        )
+        nfev += res.nfev
+        previous = 0.5 * float(problem.fun(x_start) @ problem.fun(x_start))
+        gain = (previous - res.cost) / max(previous, 1e-300)
+        x_start = res.x
+        if gain < 0.01 and res.status > 0:
+            if problem.fd_scale < 1.0:
+                break
+            problem.fd_scale = 0.25
+    res.nfev = nfev
+    return res
+
+
+class _DriveLawProblem:
+    """The drive-law rows of the joints whose gains they pin, as a function of those gains alone (no rollouts)."""
+
+    def __init__(self, rows: DriveLawRows, pset: ParameterSet, x: np.ndarray, pinned: list[int]):
+        self.rows, self.pset, self.x, self.pinned = rows, pset, x.copy(), pinned
+        column = {int(j): k for k, j in enumerate(rows.sim_index)}
+        self.columns = sorted({column[pset.params[i].index] for i in pinned})
+        self.samples = int(rows.valid[:, self.columns].sum())
+        self.subset = ParameterSet([pset.params[i] for i in pinned], pset.nominal)
+
+    def fun(self, xp: np.ndarray) -> np.ndarray:
+        x = self.x.copy()
+        x[self.pinned] = xp
+        return self.rows.residuals(self.pset.to_sim(x)[0])[:, self.columns].ravel()
 
 
 def _apply_held(pset_all: ParameterSet, x_full: np.ndarray, free: list[int]) -> SimParams:

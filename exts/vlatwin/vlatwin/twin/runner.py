@@ -328,7 +328,7 @@ class TwinRunner:
                 params = truth().params
                 self.log.log("/truth/params", self._t0, {
                     f: getattr(params, f) for f in params.FIELDS if getattr(params, f) is not None
-                } | {"joint_names": list(self.robot.joint_names)})
+                } | {"joint_names": list(self.robot.joint_names), "body_paths": list(self.info.body_paths)})
             self._obs = obs
             self._tracker = self.task.tracker()
         except BaseException:
@@ -591,6 +591,7 @@ class TwinRunner:
             "seq": obs.seq, "robot_time": obs.robot_time, "host_time": obs.host_time, "t_meas": t_meas,
             "joint_q": self._from_robot(obs.joint_q), "joint_qd": self._from_robot(obs.joint_qd), "status": obs.status,
             **({} if obs.joint_q_desired is None else {"joint_q_desired": self._from_robot(obs.joint_q_desired)}),
+            **({} if obs.joint_effort is None else {"joint_effort": self._from_robot(obs.joint_effort)}),
         })
 
     def _log_robot_frames(self, images: dict, clouds: dict, t_meas: float) -> None:

@@ -133,7 +133,9 @@ class FrankyDriver(Robot):
         self._seq += 1
         return RobotObservation(
             seq=self._seq, robot_time=0.5 * (t0 + t1), host_time=t1, joint_q=q, joint_qd=qd, joint_effort=effort,
-            status={"estop": self._estop, "mode": "stopped" if self._estop else "running"},
+            # tau_J is the link-side torque sensors' reading (inertia and gravity included), not the drive law's
+            # output: sysid must not regress drive gains on it.
+            status={"estop": self._estop, "mode": "stopped" if self._estop else "running", "effort": "link"},
         )
 
     def send_action(self, action: RobotAction) -> RobotAction:

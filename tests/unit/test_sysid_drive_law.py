@@ -1,0 +1,99 @@
+"""Drive gains from the robot's reported drive efforts (sysid.fit.DriveLawRows): unbiased under encoder noise,
+saturated samples left out, and the recording loader keeps what the efforts are."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("scipy")
+from scipy.optimize import least_squares
+
+from vlatwin.sim.types import SimParams
+from vlatwin.sysid.data import Recording
+from vlatwin.sysid.fit import DriveLawRows, encoder_noise
+
+KP = np.array([5.0e4, 800.0])
+KD = np.array([30.0, 9.0])
+LIMIT = np.array([87.0, 12.0])
+NOISE = 1e-4
+
+
+def servo_recording(seed=0, n=6000, limit=LIMIT):
+    """Two joints tracking a staircase of sines: the effort is the PD law at the true (noise-free) state, clipped
+    at the limit; the encoder adds NOISE. The tracking error is only a few times the noise for the stiff joint."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / 600.0
+    q_desired = np.stack([0.3 * np.sin(4.0 * t), 0.3 * np.sin(1.3 * t + 1.0)], axis=1)
+    q_desired = q_desired[(np.arange(n) // 30) * 30]  # 20 Hz targets
+    # A true state a little behind its target (what a stiff servo does), with a smooth velocity.
+    lag = np.stack([6e-4 * np.sin(7.0 * t), 0.01 * np.sin(5.0 * t)], axis=1) + 3e-4 * rng.standard_normal((n, 2)).cumsum(0) / np.sqrt(n)
+    q_true = q_desired - lag
+    qd = np.gradient(q_true, t, axis=0)
+    effort = np.clip(KP * (q_desired - q_true) - KD * qd, -limit, limit)
+    q = q_true + rng.normal(0.0, NOISE, q_true.shape)
+    rec = Recording(
+        source="synthetic", joint_names=("j1", "j2"), t=t, q=q, qd=qd, target_t=t.copy(), target_q=q_desired,
+        effort=effort, effort_kind="drive", q_desired=q_desired,
+    )
+    return rec, effort
+
+
+def fit_gains(rows: DriveLawRows):
+    def fun(x):
+        return rows.residuals(SimParams(drive_stiffness=KP * x[:2], drive_damping=KD * x[2:])).ravel()
+
+    start = np.array([0.7, 1.3, 1.4, 0.6])
+    return least_squares(fun, start, bounds=(0.2, 5.0)).x
+
+
+def test_gains_come_back_unbiased_under_encoder_noise():
+    rec, effort = servo_recording()
+    rows = DriveLawRows(rec, np.ones(len(rec.t), bool), np.array([0, 1]), np.array([0, 1]))
+    assert np.allclose(rows.noise, NOISE, rtol=0.1), rows.noise
+    x = fit_gains(rows)
+    # Stiffness to 1 %, damping (its term is near the noise for the stiff joint) to 3 %.
+    assert np.all(np.abs(x[:2] - 1.0) < 0.01) and np.all(np.abs(x[2:] - 1.0) < 0.03), x
+    # The naive regression (effort on the measured tracking error) is pulled towards small gains by the noise.
+    e = rec.q_desired[:, 0] - rec.q[:, 0]
+    ok = rows.valid[:, 0]
+    a = np.stack([e[ok], -rec.qd[ok, 0]], axis=1)
+    kp_naive = np.linalg.lstsq(a, effort[ok, 0], rcond=None)[0][0]
+    assert kp_naive < 0.97 * KP[0]
+
+
+def test_saturated_samples_are_left_out():
+    rec, effort = servo_recording(limit=np.array([20.0, 12.0]))
+    rows = DriveLawRows(rec, np.ones(len(rec.t), bool), np.array([0, 1]), np.array([0, 1]))
+    saturated = np.abs(effort[:, 0]) >= 20.0 - 1e-9
+    assert saturated.mean() > 0.2
+    assert not rows.valid[saturated, 0].any()
+    assert rows.valid[np.abs(effort[:, 0]) < 0.99 * 20.0, 0].all()
+    x = fit_gains(rows)
+    assert np.all(np.abs(x[:2] - 1.0) < 0.01) and np.all(np.abs(x[2:] - 1.0) < 0.03), x
+    # Kept in: the clipped samples contradict the law and pull the stiff joint's gain away.
+    rows.valid[:] = True
+    assert abs(fit_gains(rows)[0] - 1.0) > 0.05
+
+
+def test_only_the_fitted_part_counts():
+    rec, _ = servo_recording()
+    mask = rec.t < rec.t[-1] * 0.5
+    rows = DriveLawRows(rec, mask, np.array([1]), np.array([1]))
+    assert rows.error.shape == (int(mask.sum()), 1)
+
+
+def test_encoder_noise_ignores_smooth_motion():
+    t = np.arange(3000) / 1000.0
+    q = np.stack([np.sin(3 * t), 0.5 * t**2], axis=1)
+    assert np.all(encoder_noise(q) < 1e-5)  # acceleration * dt^2: 9e-6 at most here
+    noisy = q + np.random.default_rng(1).normal(0, 2e-4, q.shape)
+    assert np.allclose(encoder_noise(noisy), 2e-4, rtol=0.1)
+
+
+def test_initial_gains_from_the_linear_regression():
+    rec, _ = servo_recording(limit=np.array([20.0, 12.0]))
+    rows = DriveLawRows(rec, np.ones(len(rec.t), bool), np.array([0, 1]), np.array([0, 1]))
+    kp, kd = rows.initial_gains()
+    assert np.allclose(kp, KP, rtol=0.01) and np.allclose(kd, KD, rtol=0.03), (kp, kd)
+    rows.valid[:, 1] = False  # no usable sample: no start value
+    kp, kd = rows.initial_gains()
+    assert np.isfinite(kp[0]) and np.isnan(kp[1]) and np.isnan(kd[1])
