@@ -97,3 +97,14 @@ def test_initial_gains_from_the_linear_regression():
     rows.valid[:, 1] = False  # no usable sample: no start value
     kp, kd = rows.initial_gains()
     assert np.isfinite(kp[0]) and np.isnan(kp[1]) and np.isnan(kd[1])
+
+
+def test_samples_without_a_reported_target_are_left_out():
+    rec, _ = servo_recording()
+    before = DriveLawRows(rec, np.ones(len(rec.t), bool), np.array([0, 1]), np.array([0, 1])).valid.copy()
+    rec.q_desired[100:400, 1] = np.nan  # the robot reported no target for joint 2 there
+    rows = DriveLawRows(rec, np.ones(len(rec.t), bool), np.array([0, 1]), np.array([0, 1]))
+    assert not rows.valid[100:400, 1].any() and (rows.valid[:, 0] == before[:, 0]).all()
+    residuals = rows.residuals(SimParams(drive_stiffness=KP, drive_damping=KD))
+    assert np.isfinite(residuals).all()
+    assert np.all(np.abs(fit_gains(rows)[:2] - 1.0) < 0.01)

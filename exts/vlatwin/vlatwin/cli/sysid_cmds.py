@@ -169,8 +169,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     samples = result.extra.get("effort_samples")
     if samples:
         pinned = sum(e.note == "from the drive efforts" for e in result.estimates)
-        print(f"{pinned} drive gains from the robot's drive efforts ({sum(samples.values())} unsaturated samples); "
-              "the rest from the joint trajectories under them")
+        rest = "the rest from the joint trajectories under them" if pinned < len(result.estimates) else "nothing else fitted"
+        print(f"{pinned} drive gains from the robot's drive efforts ({sum(samples.values())} unsaturated samples); {rest}")
     print(f"held-out RMS: nominal {heldout['rms_nominal'] * 1e3:.3f} mrad, identified {heldout['rms_identified'] * 1e3:.3f} mrad "
           f"({_ratio_words(heldout['improvement'])}); {result.rollouts} rollouts in {result.wall_s:.0f} s; wrote {args.out}")
     if result.model_error_dominates:

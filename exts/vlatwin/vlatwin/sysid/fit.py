@@ -193,19 +193,19 @@ class DriveLawRows:
     """
 
     def __init__(self, rec: Recording, fit_mask: np.ndarray, cols: np.ndarray, sim_index: np.ndarray):
-        n_rows = int(fit_mask.sum())
         self.cols, self.sim_index = cols, sim_index
-        q = rec.q[fit_mask][:, cols]
-        self.error = rec.q_desired[fit_mask][:, cols] - q
-        self.effort = rec.effort[fit_mask][:, cols]
+        error = rec.q_desired[fit_mask][:, cols] - rec.q[fit_mask][:, cols]
+        effort = rec.effort[fit_mask][:, cols]
+        # A joint the robot reported no target for (NaN in joint_q_desired) has no drive law to check there.
+        finite = np.isfinite(error) & np.isfinite(effort)
+        self.error, self.effort = np.where(finite, error, 0.0), np.where(finite, effort, 0.0)
         self.qd = rec.qd[fit_mask][:, cols]
-        peak = np.abs(rec.effort[:, cols]).max(axis=0)
+        peak = np.abs(self.effort).max(axis=0)
         # A limit shows as a plateau: the peak value held by several samples.
-        saturated = np.isclose(np.abs(rec.effort[:, cols]), peak, rtol=1e-3).sum(axis=0) >= 3
-        self.valid = ~(saturated[None, :] & (np.abs(self.effort) >= (1.0 - 1e-3) * peak[None, :]))
+        saturated = np.isclose(np.abs(self.effort), peak, rtol=1e-3).sum(axis=0) >= 3
+        self.valid = finite & ~(saturated[None, :] & (np.abs(self.effort) >= (1.0 - 1e-3) * peak[None, :]))
         self.noise = np.maximum(encoder_noise(rec.q[:, cols]), 1e-7)
         self.samples = self.valid.sum(axis=0)
-        assert self.error.shape[0] == n_rows
 
     MIN_SAMPLES = 50
     """Valid samples a joint needs before its efforts, not the rollouts, set its gains."""
