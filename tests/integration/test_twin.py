@@ -450,11 +450,12 @@ def test_a_twin_that_falls_behind_the_wall_clock_catches_up(tmp_path):
     t_twin = [t for t, _ in msgs["/twin/state"]]
     assert all(b > a for a, b in zip(t_twin, t_twin[1:]))
     # Back on the robot: over the last second (the stall ended 1.2 s before the end) the windowed divergence is
-    # mostly small. Its median, not its last value: one late state on a loaded machine spikes a window (measured
-    # last values 6-19 mrad between runs, medians below 5).
+    # mostly small. Its median, not its last value: late states on a loaded machine raise windows (measured
+    # medians 4-5 mrad alone, up to 12 mrad inside the full suite on 2 cores). A twin still a quarter second
+    # behind this motion (about 0.4 rad/s) would read about 100 mrad.
     divergence = msgs["/divergence"]
     late = [m["rms"] for t, m in divergence if t >= divergence[-1][0] - 1.0]
-    assert len(late) >= 10 and float(np.median(late)) < 0.01, late
+    assert len(late) >= 10 and float(np.median(late)) < 0.03, late
 
 
 def test_camera_frames_cross_the_agent_and_the_twin_renders_the_same_instant(tmp_path):
