@@ -194,6 +194,8 @@ class DriveLawRows:
 
     def __init__(self, rec: Recording, fit_mask: np.ndarray, cols: np.ndarray, sim_index: np.ndarray):
         self.cols, self.sim_index = cols, sim_index
+        self.column = {int(j): k for k, j in enumerate(sim_index)}
+        """Backend joint index -> column of these rows."""
         error = rec.q_desired[fit_mask][:, cols] - rec.q[fit_mask][:, cols]
         effort = rec.effort[fit_mask][:, cols]
         # A joint the robot reported no target for (NaN in joint_q_desired) has no drive law to check there.
@@ -212,14 +214,14 @@ class DriveLawRows:
 
     def pinned(self, pset: ParameterSet) -> list[int]:
         """Indices (into ``pset``) of the drive gains of joints with at least :attr:`MIN_SAMPLES` valid samples."""
-        column = {int(j): k for k, j in enumerate(self.sim_index)}
+        column = self.column
         return [i for i, p in enumerate(pset.params) if p.field in ("drive_stiffness", "drive_damping")
                 and p.index in column and self.samples[column[p.index]] >= self.MIN_SAMPLES]
 
     def start(self, pset: ParameterSet, pinned: list[int], x0: np.ndarray) -> np.ndarray:
         """Start values (x-space) of the ``pinned`` gains from :meth:`initial_gains` (``x0`` where it has none)."""
         kp, kd = self.initial_gains(self.MIN_SAMPLES)
-        column = {int(j): k for k, j in enumerate(self.sim_index)}
+        column = self.column
         lo, hi = pset.bounds
         out = []
         for i in pinned:
@@ -569,8 +571,7 @@ class _DriveLawProblem:
 
     def __init__(self, rows: DriveLawRows, pset: ParameterSet, x: np.ndarray, pinned: list[int]):
         self.rows, self.pset, self.x, self.pinned = rows, pset, x.copy(), pinned
-        column = {int(j): k for k, j in enumerate(rows.sim_index)}
-        self.columns = sorted({column[pset.params[i].index] for i in pinned})
+        self.columns = sorted({rows.column[pset.params[i].index] for i in pinned})
         self.samples = int(rows.valid[:, self.columns].sum())
         self.subset = ParameterSet([pset.params[i] for i in pinned], pset.nominal)
 
