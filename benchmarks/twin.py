@@ -7,7 +7,10 @@
     link (50 +- 10 ms, 5 % loss) with 20 % hidden parameter mismatch and encoder noise, then with one error
     source at a time. Goal: synchronized <= 10 % of open loop. A last column gives both twins told each
     command's true arrival on the robot (not causal: what no twin can know until the robot's state comes
-    back): the part of the error that is the link's and not the twin's;
+    back): the part of the error that is the link's and not the twin's. A second row per link schedules the
+    commands (``command_lead_s``: each takes effect 140 ms after it is sent, on the robot clock, and repeats
+    the one before), which takes the jitter and single losses out of both twins; its ratio is against the
+    unscheduled open-loop twin;
 (c) shadow-mode veto latency: control-step time with the shadow roll-out minus without, per command.
 
 Speed and ratios are printed, never asserted (the machine is shared and noisy).
@@ -40,7 +43,7 @@ def _oracle_runner():
 
 
 def twin_run(robot: str, duration: float, *, sync: bool, shadow: bool = True, log_truth: bool = True,
-             oracle: bool = False):
+             oracle: bool = False, lead: float | None = None, policy: str = "excite?amplitude=0.3&period=4"):
     """(time RMS, RMS at the control steps) of |q_twin - q_true| over the 7 arm joints [rad], wall [s], steps."""
     from vlatwin.twin.runlog import read_runlog
     from vlatwin.twin.runner import TwinRunner, TwinSettings
@@ -49,8 +52,8 @@ def twin_run(robot: str, duration: float, *, sync: bool, shadow: bool = True, lo
     with tempfile.TemporaryDirectory() as tmp:
         log = Path(tmp) / "run.mcap"
         runner = runner_cls(
-            CONFIG, TwinSettings(policy="excite?amplitude=0.3&period=4", robot=robot, duration_s=duration, sync=sync, shadow=shadow,
-                                 log_truth=log_truth),
+            CONFIG, TwinSettings(policy=policy, robot=robot, duration_s=duration, sync=sync, shadow=shadow,
+                                 log_truth=log_truth, command_lead_s=lead),
             log_path=log,
         )
         t0 = time.perf_counter()
@@ -72,6 +75,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=30.0, help="scripted motion length [s] for (b)")
     parser.add_argument("--link-samples", type=int, default=2000)
+    parser.add_argument("--lead-ms", type=float, default=140.0,
+                        help="command lead of the scheduled rows [ms]: one period + latency + 4 x jitter, so a lost packet's repeat is in time")
     args = parser.parse_args(argv)
 
     from twin_link import run as link_run
@@ -102,6 +107,12 @@ def main(argv=None) -> int:
               f"{open_loop * 1e3:6.2f} [{open_steps * 1e3:6.2f}] mrad   ratio {synced / open_loop:.2f} "
               f"[{synced_steps / open_steps:.2f}]   told each arrival: synchronized {o_synced * 1e3:6.2f}, "
               f"open loop {o_open * 1e3:6.2f} mrad", flush=True)
+        lead = args.lead_ms * 1e-3
+        (s_synced, s_synced_steps), _, _ = twin_run(robot, args.duration, sync=True, lead=lead)
+        (s_open, s_open_steps), _, _ = twin_run(robot, args.duration, sync=False, lead=lead)
+        print(f"        scheduled ({args.lead_ms:g} ms lead): synchronized {s_synced * 1e3:6.2f} [{s_synced_steps * 1e3:6.2f}] "
+              f"mrad   open loop {s_open * 1e3:6.2f} [{s_open_steps * 1e3:6.2f}] mrad   ratio to the unscheduled open loop "
+              f"{s_synced / open_loop:.2f} [{s_synced_steps / open_steps:.2f}]", flush=True)
 
     robot = "emulated?latency_ms=20&seed=1"
     _, with_shadow, steps = twin_run(robot, 5.0, sync=True, shadow=True, log_truth=False)

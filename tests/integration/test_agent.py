@@ -514,3 +514,67 @@ def test_camera_frames_and_clouds_travel_with_their_state():
         assert obs.point_clouds["os1"].dtype == np.float32 and np.array_equal(obs.point_clouds["os1"], clouds["os1"])
     assert robot.stats["state_gaps"] == 0 and robot.stats["malformed_states"] == 0 and robot.stats["malformed_sensors"] == 0
     assert agent.stats["sensors_skipped"] > 0 and agent.stats["sensors_sent"] >= 3 * len(with_frames)
+
+
+def test_agent_holds_a_scheduled_command_until_its_robot_time():
+    """``apply_at`` through a real agent (in-process, LeRobot driver): the driver gets the command at its robot
+    time, not on arrival; one whose time has passed goes at once and counts late; an e-stop drops held ones."""
+    from vlatwin.hardware.drivers.lerobot import LeRobotDriver
+
+    fake = FakeSO101(max_relative_target=90.0)
+    arrivals: list[tuple[float, dict]] = []
+    send = fake.send_action
+    fake.send_action = lambda action: (arrivals.append((time.monotonic(), dict(action))), send(action))[1]
+    driver = LeRobotDriver(fake, gripper_range=(0.0, 1.0))
+    agent = RobotAgent(driver, bind="tcp://127.0.0.1:0", state_rate_hz=200)
+    robot = RemoteRobot(agent.start_thread(), timeout_s=2.0)
+    try:
+        robot.connect()
+        obs = _wait(robot.get_observation)
+        # The driver's clock is the agent's here: robot time now = the newest state's robot time + its age.
+        robot_now = lambda: obs.robot_time + (time.monotonic() - obs.host_time)  # noqa: E731
+        target = np.array([np.deg2rad(20.0), 0, 0, 0, 0, 0.5])
+        t_send = time.monotonic()
+        robot.send_action(RobotAction(target, send_time=t_send, expires_at=t_send + 2.0, apply_at=robot_now() + 0.4))
+        time.sleep(0.2)
+        assert arrivals == [] and agent.stats["commands_scheduled"] == 1
+        assert _wait(lambda: arrivals, timeout=2.0)
+        assert arrivals[0][0] - t_send == pytest.approx(0.4, abs=0.05)
+        assert fake.present["shoulder_pan.pos"] == pytest.approx(20.0)
+        late = np.array([np.deg2rad(25.0), 0, 0, 0, 0, 0.5])
+        t_send = time.monotonic()
+        robot.send_action(RobotAction(late, send_time=t_send, expires_at=t_send + 2.0, apply_at=robot_now() - 0.5))
+        assert _wait(lambda: len(arrivals) == 2, timeout=2.0) and arrivals[1][0] - t_send < 0.1
+        assert agent.stats["commands_late"] == 1
+        # Command 100's own packet is lost; 101 repeats it: both reach the driver, each at its time, and 100
+        # arriving late after all is a silent duplicate.
+        ctx = zmq.Context()
+        push = ctx.socket(zmq.PUSH)
+        push.setsockopt(zmq.LINGER, 0)
+        push.connect(f"tcp://127.0.0.1:{agent.ports['command']}")
+        try:
+            t_send, base = time.monotonic(), robot_now()
+            lost = [np.deg2rad(30.0), 0, 0, 0, 0, 0.5]
+            push.send(msgpack.packb(_command(101, [np.deg2rad(35.0), 0, 0, 0, 0, 0.5], apply_at=base + 0.4, prev_seq=100,
+                                             prev_target_q=lost, prev_apply_at=base + 0.3, prev_ttl_s=1.0)))
+            assert _wait(lambda: len(arrivals) == 4, timeout=2.0)
+            assert [round(a["shoulder_pan.pos"]) for _, a in arrivals[2:]] == [30, 35]
+            assert arrivals[2][0] - t_send == pytest.approx(0.3, abs=0.05) and arrivals[3][0] - t_send == pytest.approx(0.4, abs=0.05)
+            push.send(msgpack.packb(_command(100, lost, apply_at=base + 0.3)))
+            assert _wait(lambda: agent.stats["commands_duplicate"] == 1, timeout=1.0)
+            assert agent.stats["commands_recovered"] == 1 and len(arrivals) == 4
+        finally:
+            push.close(0)
+            ctx.term()
+        del arrivals[2:]
+        t_send = time.monotonic()
+        robot.send_action(RobotAction(target, seq=200, send_time=t_send, expires_at=t_send + 2.0, apply_at=robot_now() + 0.3))
+        assert _wait(lambda: agent.stats["commands_scheduled"] == 4, timeout=1.0)
+        assert robot.estop()
+        time.sleep(0.5)
+        # The driver's own e-stop holds the present position (35 deg); the held 20 deg command never goes out.
+        assert [a["shoulder_pan.pos"] for _, a in arrivals[2:]] == [pytest.approx(35.0)]
+        assert agent.stats["commands_dropped_by_estop"] == 1
+    finally:
+        robot.disconnect()
+        agent.stop()

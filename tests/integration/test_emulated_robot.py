@@ -331,3 +331,108 @@ def test_options_parse_and_bad_values_are_one_line_errors():
         with pytest.raises(VlatwinError) as err:
             EmulationParams.from_options(options)
         assert "\n" not in str(err.value)
+
+
+def test_scheduled_commands_take_effect_at_apply_at_whatever_the_jitter(setup):
+    """``apply_at`` on the robot clock (offset + drift): a jittered link (50 +- 10 ms) delivers each command early
+    and the robot holds it to its time, so the motion is bit-identical to a plain backend that applies every
+    command exactly 100 ms after it was sent; the state stream reports each target from its ``apply_at``."""
+    twin = setup.sim
+    twin.reset()
+    clock = VirtualClock()
+    robot = _robot(setup, clock, latency_s=0.05, jitter_s=0.01, clock_offset_s=0.4, drift_ppm=80.0, seed=5)
+    lead = 0.1
+    try:
+        q0 = twin.get_state().joint_q.copy()
+        steps_per = int(round(CONTROL_DT / twin.physics_dt))
+        pending: dict[int, np.ndarray] = {}
+        for k in range(24):
+            clock.set(k * CONTROL_DT)
+            target = _targets(q0, k)
+            robot.send_action(RobotAction(target, seq=k, send_time=clock.now(), apply_at=robot.robot_clock(clock.now() + lead)))
+            pending[k + int(round(lead / CONTROL_DT))] = target
+            if k in pending:
+                twin.set_command(JointCommand(target_q=pending.pop(k)))
+            twin.advance(steps_per)
+        clock.set(24 * CONTROL_DT)
+        truth = robot.truth()
+        assert [seq for _, seq, _ in truth.commands] == list(range(22))
+        for t_applied, seq, _ in truth.commands:
+            assert t_applied == pytest.approx(seq * CONTROL_DT + lead, abs=1e-9)
+        assert np.abs(truth.q - q0).max() > 0.05 and np.array_equal(truth.q, twin.get_state().joint_q)
+        states = robot.poll_observations()
+        status = states[-1].status
+        assert status["commands_late"] == 0 and status["commands_scheduled"] >= 1
+        # Each reported target took effect at its command's apply_at (robot clock), not at the packet's arrival.
+        changes = {s.status["last_command_seq"]: s.status["target_time"] for s in states if s.status["last_command_seq"] is not None}
+        for seq, target_time in changes.items():
+            assert target_time == pytest.approx(robot.robot_clock(seq * CONTROL_DT + lead), abs=1e-9)
+    finally:
+        robot.disconnect()
+
+
+def test_a_command_that_arrives_after_its_apply_at_is_applied_on_arrival_and_counted_late(setup):
+    clock = VirtualClock()
+    robot = _robot(setup, clock, latency_s=0.05, clock_offset_s=-0.2)
+    try:
+        q0 = robot.truth().q
+        robot.send_action(RobotAction(_targets(q0, 3), seq=1, send_time=0.0, apply_at=robot.robot_clock(0.02)))
+        clock.set(0.2)
+        ((t_applied, seq, _),) = robot.truth().commands
+        assert seq == 1 and t_applied == pytest.approx(0.05)
+        assert robot.get_observation().status["commands_late"] == 1
+        with pytest.raises(VlatwinError, match="apply_at"):
+            robot.send_action(RobotAction(q0, seq=2, send_time=0.2, apply_at=float("nan")))
+    finally:
+        robot.disconnect()
+
+
+def test_an_estop_drops_the_commands_waiting_for_their_time(setup):
+    clock = VirtualClock()
+    robot = _robot(setup, clock, latency_s=0.01)
+    try:
+        q0 = robot.truth().q
+        robot.send_action(RobotAction(_targets(q0, 5), seq=1, send_time=0.0, apply_at=robot.robot_clock(0.5)))
+        clock.set(0.1)
+        assert robot.get_observation().status["commands_scheduled"] == 1
+        robot.estop()
+        clock.set(1.0)
+        truth = robot.truth()
+        assert truth.commands == () and truth.mode == "stopped"
+        status = robot.get_observation().status
+        assert status["commands_scheduled"] == 0 and status["commands_rejected"] == 1
+    finally:
+        robot.disconnect()
+
+
+def test_a_lost_scheduled_command_is_recovered_from_the_repeat_in_the_next(setup):
+    """20 % loss on a 50 ms link, 120 ms lead (> one period + the delay): with each command repeating the one before,
+    every command takes effect at its own time although packets were lost; without the repeat they are gone."""
+    lead = 0.12
+
+    def run(repeat: bool):
+        clock = VirtualClock()
+        robot = _robot(setup, clock, latency_s=0.05, loss=0.2, clock_offset_s=0.3, seed=11)
+        try:
+            q0 = robot.truth().q
+            previous = None
+            for k in range(40):
+                clock.set(k * CONTROL_DT)
+                action = RobotAction(_targets(q0, k), seq=k, send_time=clock.now(), expires_at=clock.now() + lead + 0.15,
+                                     apply_at=robot.robot_clock(clock.now() + lead), previous=previous if repeat else None)
+                robot.send_action(action)
+                previous = action
+            clock.set(40 * CONTROL_DT + lead)
+            return robot.truth().commands, robot.get_observation().status
+        finally:
+            robot.disconnect()
+
+    lossy, lossy_status = run(repeat=False)
+    lost = set(range(40)) - {seq for _, seq, _ in lossy}
+    assert len(lost) >= 5 and lossy_status["commands_lost"] == len(lost)
+    applied, status = run(repeat=True)
+    # The same link draws: only a command whose successor was lost too stays lost.
+    assert set(range(40)) - {seq for _, seq, _ in applied} == {k for k in lost if k + 1 in lost or k == 39}
+    assert [seq for _, seq, _ in applied] == sorted(seq for _, seq, _ in applied)
+    assert all(t == pytest.approx(seq * CONTROL_DT + lead, abs=1e-9) for t, seq, _ in applied)
+    assert status["commands_recovered"] == len({k for k in lost if k + 1 not in lost and k < 39}) and status["commands_late"] == 0

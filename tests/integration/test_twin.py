@@ -89,6 +89,26 @@ def test_synchronized_twin_is_closer_to_the_true_robot_than_open_loop(tmp_path):
     assert _truth_rms(synced.log, at_steps=True) < 0.55 * _truth_rms(open_loop.log, at_steps=True)
 
 
+def test_scheduled_commands_take_the_link_jitter_out_of_the_twin(tmp_path):
+    """50 +- 10 ms jitter, clock offset and drift: commands stamped to take effect 90 ms after they are sent land on
+    the robot when the twin applies them (up to the clock estimate's error), instead of somewhere in the jitter.
+    Measured over 3 s: synchronized twin 15.5 -> 3.7 mrad time RMS (open loop 19.6 -> 3.7); no command late."""
+    robot = "emulated?latency_ms=50&jitter_ms=10&offset_s=0.37&drift_ppm=50&seed=3"
+    policy = "excite?amplitude=0.3&period=3"
+    _, unscheduled = _run(tmp_path, "u", policy, robot=robot, log_truth=True)
+    runner, scheduled = _run(tmp_path, "s", policy, robot=robot, log_truth=True, command_lead_s=0.09)
+    assert _truth_rms(scheduled.log) < 0.4 * _truth_rms(unscheduled.log)
+    msgs = _mcap_messages(scheduled.log)
+    stamped = [m for _, m in msgs["/command/safe"] if "apply_time" in m]
+    assert len(stamped) >= 0.9 * len(msgs["/command/safe"])
+    assert all(m["apply_time"] - t == pytest.approx(0.09) for t, m in msgs["/command/safe"] if "apply_time" in m)
+    assert msgs["/robot/state"][-1][1]["status"]["commands_late"] == 0
+    # The open-loop replay puts each command at its stamped time too.
+    from vlatwin.twin.replay import replay_twin
+
+    assert replay_twin(scheduled.log).max_abs_error < replay_twin(unscheduled.log).max_abs_error
+
+
 def test_a_twin_that_matches_the_robot_is_left_alone(tmp_path):
     """Same parameters, no noise, a 20 ms link with a clock offset: re-synchronization replays the robot's own
     command timing and writes no state back, so the synchronized twin stays on the robot (measured 0.16 mrad
@@ -206,10 +226,18 @@ def test_cli_run_and_replay(synced_and_open, tmp_path):
     out = tmp_path / "cli"
     res = subprocess.run(
         [sys.executable, "-m", "vlatwin.cli.main", "twin", "run", str(CONFIG), "--policy", "expert", "--robot", "emulated?latency_ms=20",
-         "--duration", "1", "--out", str(out), "--no-progress"], capture_output=True, text=True, env=env,
+         "--duration", "1", "--out", str(out), "--no-progress", "--command-lead-ms", "60"], capture_output=True, text=True, env=env,
     )
     assert res.returncode == 0, res.stderr
     assert (out / "run.mcap").stat().st_size > 0 and (out / "summary.html").is_file()
+    scheduled = [m for _, m in _mcap_messages(out / "run.mcap")["/command/safe"] if "apply_time" in m]
+    assert len(scheduled) >= 15
+    res = subprocess.run(
+        [sys.executable, "-m", "vlatwin.cli.main", "twin", "run", str(CONFIG), "--policy", "expert", "--command-lead-ms", "0",
+         "--out", str(tmp_path / "bad_lead"), "--no-progress"], capture_output=True, text=True, env=env,
+    )
+    lines = [line for line in res.stderr.splitlines() if line.strip() and "Warp" not in line]
+    assert res.returncode == 2 and len(lines) == 1 and "command lead" in lines[0], res.stderr
     res = subprocess.run(
         [sys.executable, "-m", "vlatwin.cli.main", "twin", "run", str(CONFIG), "--policy", "expert", "--robot", "serial:///dev/x",
          "--out", str(tmp_path / "bad"), "--no-progress"], capture_output=True, text=True, env=env,

@@ -54,7 +54,14 @@ def test_round_trip(kind):
 def test_optional_fields_absent():
     """Optional fields may be left out (token, ttl_s, joint_effort) and decode to None."""
     out = decode(encode(message("command", seq=1, t_send=0.0, target_q=np.zeros(2), mode="joint_pos")))
-    assert out["ttl_s"] is None and out["token"] is None
+    assert out["ttl_s"] is None and out["token"] is None and out["apply_at"] is None
+
+
+def test_scheduled_command_time_round_trips_and_must_be_finite():
+    out = decode(encode(message("command", seq=1, t_send=0.0, target_q=np.zeros(2), mode="joint_pos", apply_at=1234.5678)))
+    assert out["apply_at"] == 1234.5678
+    with pytest.raises(WireError, match="apply_at"):
+        encode(message("command", seq=1, t_send=0.0, target_q=np.zeros(2), mode="joint_pos", apply_at=float("inf")))
 
 
 BAD_FRAMES = {

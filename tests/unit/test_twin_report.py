@@ -43,12 +43,13 @@ def write_synthetic(path, *, close: bool = True) -> RunLog:
         t_meas = t - LATENCY
         log.log("/policy", t, {"action": q_true(t), "latency_ms": 10.0 + (i % 5), "queried": i % 5 == 0})
         log.log("/command/raw", t, {"seq": i, "target_q": q_true(t)})
-        log.log("/command/safe", t, {"seq": i, "target_q": q_true(t), "expires_at": t + 0.1})
+        scheduled = {"apply_time": t + 0.14, "apply_at": t + 0.14 + OFFSET} if i >= N // 2 else {}
+        log.log("/command/safe", t, {"seq": i, "target_q": q_true(t), "expires_at": t + 0.1, **scheduled})
         log.log(
             "/robot/state",
             t,
             {"seq": i, "robot_time": t_meas + OFFSET, "host_time": t, "joint_q": q_true(t_meas),
-             "joint_qd": np.zeros(DOF), "status": {"mode": "running"}},
+             "joint_qd": np.zeros(DOF), "status": {"mode": "running", "commands_lost": 3, "commands_late": 1, "commands_recovered": 2}},
         )  # fmt: skip
         log.log("/twin/state", t, {"step": i, "time": DT * i, "joint_q": q_true(t) + 1e-3, "joint_qd": np.zeros(DOF)})
         log.log(
@@ -147,6 +148,8 @@ def test_summary_numbers_are_the_known_values(tmp_path):
     assert nums["policy_latency_p50_ms"] == pytest.approx(12.0)
     assert nums["tracking_rms_twin"] == pytest.approx(1e-3, rel=0.02)
     assert nums["tracking_rms_estimate"] == pytest.approx(0.0, abs=1e-4)
+    assert nums["commands_scheduled"] == N // 2 and nums["command_lead_ms"] == pytest.approx(140.0)
+    assert (nums["commands_lost"], nums["commands_late"], nums["commands_recovered"]) == (3, 1, 2)
     lines = format_summary(nums)
     assert "final_J: 0.299" in lines and any(line.startswith("safety_events: clamp=3") for line in lines)
 
@@ -173,6 +176,8 @@ def test_html_shows_numbers_plots_and_escaped_events(tmp_path):
     assert summary["Final J (∫‖x_phys − x_twin‖² dt)"] == "0.299000"
     assert summary["Max windowed RMS divergence"] == "0.500000"
     assert summary["Divergence alarms"] == "1"
+    assert summary["Scheduled commands (lead, ms)"] == f"{N // 2} (140.0)"
+    assert summary["Commands lost / recovered / late (robot's count)"] == "3 / 2 / 1"
     assert summary["Measured latency p50 (ms)"] == "20.00"
     assert summary["Clock offset (s)"] == "2.500000"
     assert summary["Watchdog events"] == "2" and summary["E-stop events"] == "1"

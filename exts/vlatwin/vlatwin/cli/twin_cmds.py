@@ -24,6 +24,7 @@ RUN_EPILOG = """\
 examples:
   vlatwin twin run configs/tasks/reach_ball.yaml --policy expert --robot "emulated?latency_ms=50&jitter_ms=10&loss=0.05&mismatch=0.2" --out out/twin
   vlatwin twin run configs/tasks/reach_ball.yaml --policy excite --duration 30 --robot emulated?latency_ms=50 --out out/twin_excite
+  vlatwin twin run configs/tasks/reach_ball.yaml --policy expert --robot "emulated?latency_ms=50&jitter_ms=10&loss=0.05" --command-lead-ms 140 --out out/twin_sched
   vlatwin agent --driver emulated --config configs/tasks/reach_ball.yaml &   # then:
   vlatwin twin run configs/tasks/reach_ball.yaml --policy expert --robot tcp://127.0.0.1:5555 --out out/twin_net
   vlatwin twin replay out/twin/run.mcap
@@ -46,6 +47,13 @@ def register(groups) -> None:
     run.add_argument("--init-state", type=int, default=0, help="index of the task's stored initial state (default: 0)")
     run.add_argument("--no-sync", action="store_true", help="open-loop twin: no estimation or re-sync (a baseline)")
     run.add_argument("--no-shadow", action="store_true", help="skip the shadow roll-out veto")
+    run.add_argument(
+        "--command-lead-ms", type=float, default=None, metavar="MS",
+        help="scheduled commands: each takes effect MS after it is sent (stamped on the robot clock; the robot or its "
+        "agent holds it until then), so the twin applies it at the same instant instead of guessing the link's "
+        "jitter; each also repeats the one before, so a lost packet is recovered when MS >= one control period + "
+        "the largest one-way delay (latency + 3-4 x jitter). Costs MS of reaction time (default: on arrival)",
+    )
     run.add_argument("--stop-on-success", action="store_true", help="end when the task succeeds")
     run.add_argument("--no-progress", action="store_true", help="hide the status line")
     run.set_defaults(func=cmd_run)
@@ -99,6 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     settings = TwinSettings(
         policy=args.policy, robot=args.robot, duration_s=args.duration, seed=args.seed, init_state=args.init_state,
         sync=not args.no_sync, shadow=not args.no_shadow, stop_on_success=args.stop_on_success,
+        command_lead_s=None if args.command_lead_ms is None else args.command_lead_ms * 1e-3,
     )
     try:
         runner = TwinRunner(args.config, settings, log_path=out / "run.mcap", progress=_status_line(not args.no_progress and sys.stderr.isatty()))
@@ -119,7 +128,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from vlatwin.twin.replay import replay_twin
 
     result = replay_twin(args.log, delay_s=args.delay)
-    print(f"replayed {result.commands} commands over {result.duration_s:.2f} s (downlink delay {result.downlink_delay_s * 1e3:.1f} ms)")
+    timing = f"downlink delay {result.downlink_delay_s * 1e3:.1f} ms"
+    if result.scheduled == result.commands:
+        timing = "each at its scheduled time"
+    elif result.scheduled:
+        timing = f"{result.scheduled} at their scheduled times, the others after a {timing}"
+    print(f"replayed {result.commands} commands over {result.duration_s:.2f} s ({timing})")
     print(f"J (robot vs open-loop replay) = {result.J:.6g}   max |q_robot - q_replay| = {result.max_abs_error:.3g}")
     for name, value in result.J_per_joint.items():
         print(f"  {name:24s} {value:.6g}")

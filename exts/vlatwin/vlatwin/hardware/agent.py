@@ -28,7 +28,12 @@ for a bad frame or a failing driver call):
 * command expiry from the agent's receive time: the frame's age is its transit time beyond the fastest
   transit seen since the hello (a min-delay filter, allowed to creep by :data:`TRANSIT_DRIFT` to follow
   clock drift), so no shared clock is needed; a frame older than its ``ttl_s`` is stale and dropped, a fresh
-  one reaches the driver with ``expires_at = receive time + the TTL left``.
+  one reaches the driver with ``expires_at = receive time + the TTL left``;
+* scheduled commands (``apply_at``, robot clock): the agent holds each until its robot time comes (on its own
+  clock through its robot-clock offset estimate) and hands it to the driver then; one whose time has passed
+  goes at once and is counted late. An e-stop or a new hello drops the held ones. A scheduled command may
+  repeat the one before it (``prev_*``): when that sequence number never arrived, the repeat is taken in its
+  place (``commands_recovered``), and the original arriving later is a silent duplicate.
 
 ``pong`` times ``t2``/``t3`` are on the robot clock (the clock of ``state.robot_time``): the agent's
 clock plus the agent's own estimate of the robot-clock offset (min-delay filter over the driver's
@@ -39,6 +44,7 @@ The agent streams states whether commands arrive or not: the hold/decelerate wat
 from __future__ import annotations
 
 import collections
+import heapq
 import hmac
 import logging
 import random
@@ -196,6 +202,9 @@ class RobotAgent:
         self._seq = {"state": 0, "control": 0}
         self._last_obs_key = None
         self._last_cmd_seq = -1
+        self._dispatched_seq = -1
+        self._scheduled: list = []  # (due agent time [s], seq, RobotAction)
+        self._recovered: collections.deque[int] = collections.deque(maxlen=64)  # seqs taken from a repeat
         self._hello_seen = False
         self._transit_min: float | None = None
         self._transit_at = 0.0
@@ -310,7 +319,10 @@ class RobotAgent:
                 next_tick += period
                 if next_tick < now:  # fell behind (scheduler hiccup): skip, do not burst
                     next_tick = now + period
+            self._dispatch_due()
             remaining = next_tick - time.monotonic()
+            if self._scheduled:
+                remaining = min(remaining, self._scheduled[0][0] - self.clock.now())
             ms = int(remaining * 1000.0)
             events = dict(poller.poll(ms if ms >= 1 else 0))
             if not events and 0 < remaining < 0.001:
@@ -358,8 +370,10 @@ class RobotAgent:
         self._offset.add_state(obs.robot_time, obs.host_time)
         status = {k: v for k, v in (obs.status or {}).items() if isinstance(k, str) and _is_scalar(v)}
         status["estop"] = bool(self._estop or status.get("estop", False))
-        status["agent_command_seq"] = int(self._last_cmd_seq)  # forwarded to the driver (the driver's own may lag)
-        status.setdefault("last_command_seq", int(self._last_cmd_seq))
+        status["agent_command_seq"] = int(self._dispatched_seq)  # forwarded to the driver (the driver's own may lag)
+        status.setdefault("last_command_seq", int(self._dispatched_seq))
+        if self._scheduled:
+            status["commands_scheduled"] = len(self._scheduled)
         if self.sensor_hz > 0:
             self._send_sensors(obs)
         self._publish("state", lambda seq, t: wire.message(
@@ -468,6 +482,9 @@ class RobotAgent:
         if kind == "hello":
             self._hello_seen = True
             self._last_cmd_seq = -1
+            self._dispatched_seq = -1
+            self._scheduled.clear()
+            self._recovered.clear()
             self._transit_min = None
             self._note_transit(msg, t_recv)
             self.stats["hellos"] += 1
@@ -484,6 +501,8 @@ class RobotAgent:
         elif kind == "estop":
             self._estop = True
             self.stats["estops"] += 1
+            self.stats["commands_dropped_by_estop"] += len(self._scheduled)
+            self._scheduled.clear()
             logger.warning("robot agent: E-STOP (%s)", msg.get("reason") or "requested")
             try:
                 self.driver.estop()
@@ -520,10 +539,21 @@ class RobotAgent:
         if n and msg["target_q"].size != n:
             self._refuse("shape", f"command has {msg['target_q'].size} joints, the robot has {n}")
             return
+        if msg["seq"] in self._recovered:
+            self.stats["commands_duplicate"] += 1  # overtaken by the next packet, which repeated it
+            return
         if msg["seq"] <= self._last_cmd_seq:
             self._refuse("old", f"command seq {msg['seq']} is not newer than the applied {self._last_cmd_seq}")
             return
         age = self._note_transit(msg, t_recv)
+        prev_seq = msg.get("prev_seq")
+        if (prev_seq is not None and msg.get("prev_target_q") is not None and msg.get("prev_apply_at") is not None
+                and self._last_cmd_seq < prev_seq < msg["seq"] and not self._estop
+                and (msg.get("prev_ttl_s") is None or age < msg["prev_ttl_s"])):
+            # The scheduled command before this one, repeated: its own packet was lost (or is still on the way).
+            self.stats["commands_recovered"] += 1
+            self._recovered.append(prev_seq)
+            self._accept(prev_seq, msg["prev_target_q"], msg.get("prev_ttl_s"), msg["prev_apply_at"], t_recv, age)
         ttl = msg["ttl_s"]
         if ttl is not None and age >= ttl:
             self._refuse("stale", f"command seq {msg['seq']} is {age * 1e3:.1f} ms old, its TTL is {ttl * 1e3:.1f} ms")
@@ -531,12 +561,40 @@ class RobotAgent:
         if self._estop:
             self._refuse("estop", f"command seq {msg['seq']} while the e-stop is latched (send reset_estop)")
             return
+        self._accept(msg["seq"], msg["target_q"], ttl, msg.get("apply_at"), t_recv, age)
+
+    def _accept(self, seq: int, target_q, ttl: float | None, apply_at: float | None, t_recv: float, age: float) -> None:
+        """A command that passed the checks: held until its ``apply_at`` or handed to the driver now."""
         action = RobotAction(
-            target_q=msg["target_q"], seq=msg["seq"], send_time=t_recv, expires_at=None if ttl is None else t_recv + (ttl - age),
+            target_q=target_q, seq=seq, send_time=t_recv, expires_at=None if ttl is None else t_recv + (ttl - age),
         )
-        self._last_cmd_seq = msg["seq"]
+        self._last_cmd_seq = seq
+        if apply_at is not None:
+            due = float(apply_at) - self._offset.offset  # robot clock -> agent clock
+            if due > t_recv:
+                heapq.heappush(self._scheduled, (due, seq, action))
+                self.stats["commands_scheduled"] += 1
+                return
+            self.stats["commands_late"] += 1
+        self._dispatch(action)
+
+    def _dispatch(self, action: RobotAction) -> None:
+        self._dispatched_seq = action.seq
         self.stats["commands_applied"] += 1
         self.driver.send_action(action)
+
+    def _dispatch_due(self) -> None:
+        """Hand the scheduled commands whose time has come to the driver, oldest first."""
+        now = self.clock.now()
+        while self._scheduled and self._scheduled[0][0] <= now:
+            _, _, action = heapq.heappop(self._scheduled)
+            if self._estop:
+                continue
+            try:
+                self._dispatch(action)
+            except Exception as exc:  # noqa: BLE001 - the agent must outlive any single driver call
+                self.stats["handler_errors"] += 1
+                self._log.warn("handler", f"robot agent: the driver refused command seq {action.seq}: {type(exc).__name__}: {exc}")
 
 
 def _is_scalar(value: Any) -> bool:

@@ -68,6 +68,14 @@ class RobotAction:
     """Host time when it was sent [s]."""
     expires_at: float | None = None
     """Host time [s] after which the robot must not apply it (None: never expires)."""
+    apply_at: float | None = None
+    """Robot-clock time [s] the target takes effect (None: on arrival). A playout schedule: the robot (or the
+    agent in front of it) holds the command until then, so the twin knows when it lands instead of guessing the
+    link's jitter; one that arrives later is applied on arrival and counted late."""
+    previous: RobotAction | None = None
+    """Scheduled commands: the command sent before this one, repeated (its own ``apply_at`` set). A robot that
+    lost it takes it from here and applies it at its time, if that has not passed: with a lead of at least one
+    control period plus the link's one-way delay, one lost packet changes nothing."""
 
 
 class Robot(abc.ABC):

@@ -19,7 +19,11 @@ boundary at or after ``clock.now()``. At each boundary, in this order: a state i
 (samples are due on the grid ``t0 + i / state_rate_hz``, each taken at the first boundary at or after its
 grid time, stamped with that boundary's robot-clock time, noised and sent up the uplink); commands whose
 downlink delay has elapsed by that boundary are delivered (latest-value: a sequence number not above the
-last applied one is ignored; a command that arrives already expired is dropped); the servo computes the
+last applied one is ignored; a command that arrives already expired is dropped; a command with an
+``apply_at`` still ahead on the robot clock waits for the first boundary at or after it, one whose
+``apply_at`` has passed is applied at once and counted late; a scheduled command may repeat the one before
+it, which the robot takes as if it had arrived with it when it has not seen that sequence number); the
+servo computes the
 drive target (:class:`CommandExpiry` with the newest command, its receive time and its TTL
 ``expires_at - send_time`` counted from the receive time, so host and robot clocks need not agree).
 The physics state at the boundary at or after ``now`` depends only on commands delivered before it, so it
@@ -325,7 +329,8 @@ class EmulatedTruth:
     step: int = 0
     """Physics steps since connect."""
     commands: tuple = field(default=(), repr=False)
-    """Every command the robot applied: ``(receive host time [s], seq, target_q)``, in arrival order."""
+    """Every command the robot applied: ``(host time [s], seq, target_q)`` in that order; the time is the
+    arrival, or for a scheduled command the step boundary at or after its ``apply_at``."""
 
 
 class EmulatedRobot(Robot):
@@ -432,7 +437,8 @@ class EmulatedRobot(Robot):
             self._next_sample = self._t0
             self._state_seq = 0
             self._counter = itertools.count()
-            self._down_q: list = []  # (deliver time, order, seq, target_q, ttl)
+            self._down_q: list = []  # (deliver time, order, seq, send time, target_q, ttl, apply_at, previous)
+            self._scheduled: list = []  # (due host time, order, seq, send time, target_q, receive time, ttl)
             self._up_q: list = []  # (deliver time, seq, fields)
             self._inbox: collections.deque[RobotObservation] = collections.deque(maxlen=_INBOX_SIZE)
             self._newest: RobotObservation | None = None
@@ -443,6 +449,8 @@ class EmulatedRobot(Robot):
             self._seq_lo: int | None = None
             self._seq_hi: int | None = None
             self._received = self._received_session = self._rejected = self._stale = self._expired = 0
+            self._late = self._recovered = self._duplicates = 0
+            self._seen: set[int] = set()
             self._estop = False
             self._mode = "stopped"
             self._target_qd = np.zeros(len(self.joint_names))
@@ -512,6 +520,10 @@ class EmulatedRobot(Robot):
         """The robot clock's reading [s] at ``host_time`` [s]."""
         return (float(host_time) + self.params.clock_offset_s) * (1.0 + self.params.drift_ppm * 1e-6)
 
+    def host_of_robot(self, robot_time: float) -> float:
+        """The host time [s] at which the robot clock reads ``robot_time`` [s] (inverse of :meth:`robot_clock`)."""
+        return float(robot_time) / (1.0 + self.params.drift_ppm * 1e-6) - self.params.clock_offset_s
+
     def _time_of(self, k: int) -> float:
         return self._t0 + k * self._dt
 
@@ -540,6 +552,8 @@ class EmulatedRobot(Robot):
                 nxt = min(nxt, self._boundary(self._next_sample))
                 if self._down_q:
                     nxt = min(nxt, self._boundary(self._down_q[0][0]))
+                if self._scheduled:
+                    nxt = min(nxt, self._boundary(self._scheduled[0][0]))
                 if self._cmd is not None and self._mode == "running":
                     deadline = self._expiry.deadline(self._cmd[1], self._cmd[2])
                     if math.isfinite(deadline):
@@ -584,35 +598,72 @@ class EmulatedRobot(Robot):
         # Next grid time strictly after this boundary (grid points inside one step give one sample).
         self._next_sample = self._t0 + (math.floor((t - self._t0) / self._period + 1e-9) + 1) * self._period
 
+    def _newer(self, seq: int, send_time: float) -> bool:
+        """Sent later than the last applied command, or at the same time with a higher seq: an overtaken packet
+        is older, while a restarted host (seq from 0 again, later send times) is accepted as a new session."""
+        return (
+            self._last_seq is None
+            or send_time > self._last_send
+            or (send_time == self._last_send and seq > self._last_seq)
+        )
+
     def _deliver_commands(self, t: float) -> None:
         limit = t + _EPS_STEPS * self._dt
         while self._down_q and self._down_q[0][0] <= limit:
-            arrive, _, seq, send_time, target_q, ttl = heapq.heappop(self._down_q)
+            arrive, order, seq, send_time, target_q, ttl, apply_at, previous = heapq.heappop(self._down_q)
             self._received += 1
-            # Newer = sent later, or sent at the same time with a higher seq: an overtaken packet is older, while
-            # a restarted host (seq from 0 again, later send times) is accepted as a new session.
-            newer = (
-                self._last_seq is None
-                or send_time > self._last_send
-                or (send_time == self._last_send and seq > self._last_seq)
-            )
+            newer = self._newer(seq, send_time)
             if newer and self._last_seq is not None and seq <= self._last_seq:
                 self._seq_lo = self._seq_hi = None  # new session: the loss estimate starts over
                 self._received_session = 0
+                self._seen.clear()
             self._received_session += 1
             self._seq_lo = seq if self._seq_lo is None else min(self._seq_lo, seq)
             self._seq_hi = seq if self._seq_hi is None else max(self._seq_hi, seq)
+            if previous is not None and previous[0] not in self._seen and self._newer(previous[0], previous[1]):
+                # The command before this one, repeated: the robot lost it (or it is still on the way).
+                self._recovered += 1
+                self._accept(t, limit, arrive, order, *previous)
+            if seq in self._seen:
+                self._duplicates += 1  # an overtaken packet whose repeat came first
+                continue
+            self._accept(t, limit, arrive, order, seq, send_time, target_q, ttl, apply_at)
+        while self._scheduled and self._scheduled[0][0] <= limit:
+            _, _, seq, send_time, target_q, arrive, ttl = heapq.heappop(self._scheduled)
             if self._estop:
                 self._rejected += 1
-            elif not newer:
-                self._stale += 1
-            elif ttl is not None and not ttl >= 0:
-                self._expired += 1  # already stale when it arrives: never applied
+            elif not self._newer(seq, send_time):
+                self._stale += 1  # a newer command that arrived late has already been applied
             else:
-                self._cmd = (target_q, arrive, ttl, seq)
-                self._cmd_new = True
-                self._last_seq, self._last_send = seq, send_time
-                self._applied.append((arrive, seq, target_q.copy()))
+                self._apply(t, target_q, arrive, ttl, seq, send_time)
+
+    def _accept(self, t, limit, arrive, order, seq, send_time, target_q, ttl, apply_at) -> None:
+        """A delivered command: refused, stale, expired, held for its ``apply_at``, or applied now."""
+        self._seen.add(seq)
+        if len(self._seen) > 256:
+            self._seen = set(sorted(self._seen)[-128:])
+        if self._estop:
+            self._rejected += 1
+        elif not self._newer(seq, send_time):
+            self._stale += 1
+        elif ttl is not None and not ttl >= 0:
+            self._expired += 1  # already stale when it arrives: never applied
+        else:
+            due = None if apply_at is None else self.host_of_robot(apply_at)
+            if due is not None and due > limit:
+                heapq.heappush(self._scheduled, (due, order, seq, send_time, target_q, arrive, ttl))
+                return
+            if due is not None and due < t - self._dt:
+                self._late += 1
+            self._apply(arrive, target_q, arrive, ttl, seq, send_time)
+
+    def _apply(self, t_applied: float, target_q: np.ndarray, arrive: float, ttl: float | None, seq: int, send_time: float) -> None:
+        # The expiry runs from the receive time with the TTL counted from the send (as without a schedule), so a
+        # scheduled command's TTL must cover its lead.
+        self._cmd = (target_q, arrive, ttl, seq)
+        self._cmd_new = True
+        self._last_seq, self._last_send = seq, send_time
+        self._applied.append((t_applied, seq, target_q.copy()))
 
     def _servo(self, t: float, state) -> bool:
         """Drive target at boundary ``t``; True while the robot must be servoed on every step."""
@@ -667,6 +718,9 @@ class EmulatedRobot(Robot):
             "commands_rejected": self._rejected,
             "commands_stale": self._stale,
             "commands_expired": self._expired,
+            "commands_late": self._late,
+            "commands_recovered": self._recovered,
+            "commands_scheduled": len(self._scheduled),
             "command_success_rate": 1.0 if span == 0 else self._received_session / (self._received_session + lost),
         }
 
@@ -724,15 +778,35 @@ class EmulatedRobot(Robot):
                 )
             if self.params.joint_limit_clip:
                 target = np.clip(target, self._lower, self._upper)
+            apply_at = action.apply_at
+            if apply_at is not None and not math.isfinite(float(apply_at)):
+                raise VlatwinError(f"emulated robot: action seq {action.seq} refused: apply_at {apply_at} is not finite")
+            apply_at = None if apply_at is None else float(apply_at)
             ttl = None if action.expires_at is None else float(action.expires_at) - float(action.send_time)
+            previous = None
+            if action.previous is not None:
+                prev = action.previous
+                prev_target = np.asarray(prev.target_q, dtype=np.float64).reshape(-1)
+                ok = prev_target.shape == (n,) and np.all(np.isfinite(prev_target)) and prev.apply_at is not None \
+                    and math.isfinite(float(prev.apply_at))
+                if not ok:
+                    raise VlatwinError(
+                        f"emulated robot: action seq {action.seq} refused: its repeated previous command needs {n} finite "
+                        "targets and a finite apply_at"
+                    )
+                if self.params.joint_limit_clip:
+                    prev_target = np.clip(prev_target, self._lower, self._upper)
+                prev_ttl = None if prev.expires_at is None else float(prev.expires_at) - float(prev.send_time)
+                previous = (int(prev.seq), float(prev.send_time), prev_target, prev_ttl, float(prev.apply_at))
             delay = self._down.delay(now - self._t0)
             if delay is not None:
                 heapq.heappush(
                     self._down_q,
-                    (now + delay, next(self._counter), int(action.seq), float(action.send_time), target, ttl),
+                    (now + delay, next(self._counter), int(action.seq), float(action.send_time), target, ttl, apply_at, previous),
                 )
             return RobotAction(
-                target_q=target.copy(), seq=action.seq, send_time=action.send_time, expires_at=action.expires_at
+                target_q=target.copy(), seq=action.seq, send_time=action.send_time, expires_at=action.expires_at,
+                apply_at=apply_at,
             )
 
     def sync_sample(self) -> tuple[float, float, float, float] | None:
@@ -760,6 +834,8 @@ class EmulatedRobot(Robot):
                 logger.info("emulated robot: e-stop latched")
             self._estop = True
             self._cmd = None
+            self._rejected += len(self._scheduled)
+            self._scheduled.clear()
             self._cmd_new = True  # servo at the next boundary even if stopped
 
     def reset_estop(self) -> None:

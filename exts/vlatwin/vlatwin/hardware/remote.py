@@ -84,6 +84,7 @@ class RemoteRobot(Robot):
         self._cmd_lock = threading.Lock()
         self._seq = {"control": 0}
         self._cmd_seq = 0
+        self._wire_seq: dict[int, int] = {}  # the last command: caller seq -> the seq it went out with
         self._latest: RobotObservation | None = None
         # Every accepted state since the last poll (the run log keeps the full stream, not only the newest).
         self._inbox: collections.deque[RobotObservation] = collections.deque(maxlen=20000)
@@ -366,11 +367,28 @@ class RemoteRobot(Robot):
         with self._cmd_lock:
             seq = max(int(action.seq), self._cmd_seq + 1)
             self._cmd_seq = seq
-            sent = RobotAction(target_q=target.copy(), seq=seq, send_time=t, expires_at=None if ttl is None else t + ttl)
+            sent = RobotAction(
+                target_q=target.copy(), seq=seq, send_time=t, expires_at=None if ttl is None else t + ttl, apply_at=action.apply_at,
+            )
             if ttl is not None and ttl <= 0:
                 self.stats["expired_before_send"] += 1
                 return sent
-            data = wire.encode(wire.message("command", seq=seq, t_send=t, token=self.token, target_q=target, ttl_s=ttl, mode="joint_pos"))
+            extra = {} if action.apply_at is None else {"apply_at": float(action.apply_at)}
+            prev = action.previous
+            # The repeat names the previous command by the sequence number it went out with (this client may
+            # have renumbered it).
+            prev_wire_seq = self._wire_seq.get(None if prev is None else int(prev.seq))
+            self._wire_seq = {int(action.seq): seq}
+            if action.apply_at is not None and prev is not None and prev.apply_at is not None and prev_wire_seq is not None:
+                prev_target = np.asarray(prev.target_q, dtype=np.float64).reshape(-1)
+                prev_ttl = None if prev.expires_at is None else prev.expires_at - (action.send_time or t)
+                if prev_target.size == target.size and (prev_ttl is None or prev_ttl > 0):
+                    extra.update(prev_seq=prev_wire_seq, prev_target_q=prev_target, prev_apply_at=float(prev.apply_at))
+                    if prev_ttl is not None:
+                        extra["prev_ttl_s"] = float(prev_ttl)
+            data = wire.encode(wire.message(
+                "command", seq=seq, t_send=t, token=self.token, target_q=target, ttl_s=ttl, mode="joint_pos", **extra,
+            ))
             try:
                 self._push.send(data, self._zmq.NOBLOCK)
                 self.stats["commands"] += 1

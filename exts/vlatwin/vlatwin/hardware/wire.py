@@ -14,7 +14,10 @@ and the fields of its type (``?`` = optional, may be absent or nil)::
     sensor       robot_seq, robot_time, session, name, kind ("image" | "points"), encoding, shape, data (bytes):
                  one camera frame or LIDAR cloud taken at the instant of the state with the same robot_seq,
                  sent just before that state on the same socket (so it arrives first)
-    command      target_q [rad|m], ttl_s? [s] (expires_at - send_time; nil = never expires), mode ("joint_pos")
+    command      target_q [rad|m], ttl_s? [s] (expires_at - send_time; nil = never expires), mode ("joint_pos"),
+                 apply_at? [s, robot clock] (when the target takes effect; nil = on arrival),
+                 prev_seq?, prev_target_q?, prev_apply_at?, prev_ttl_s? (the scheduled command sent before this one,
+                 repeated; its TTL counted from this message's send)
     ping         t1 [s] (host send)
     pong         ref (the ping's seq), t1 (echoed), t2 (agent receive), t3 (agent reply) [s, robot clock]
     hello        client? (a name for the agent's log)
@@ -78,7 +81,10 @@ _FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
         "robot_seq": ("int", True), "robot_time": ("float", True), "session": ("int", True), "name": ("str", True),
         "kind": ("str", True), "encoding": ("str", True), "shape": ("shape", True), "data": ("bin", True),
     },
-    "command": {"target_q": ("vec", True), "ttl_s": ("pos", False), "mode": ("str", True)},
+    "command": {
+        "target_q": ("vec", True), "ttl_s": ("pos", False), "mode": ("str", True), "apply_at": ("float", False),
+        "prev_seq": ("int", False), "prev_target_q": ("vec", False), "prev_apply_at": ("float", False), "prev_ttl_s": ("pos", False),
+    },
     "ping": {"t1": ("float", True)},
     "pong": {"ref": ("int", True), "t1": ("float", True), "t2": ("float", True), "t3": ("float", True)},
     "hello": {"client": ("str", False)},

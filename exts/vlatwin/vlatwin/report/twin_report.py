@@ -127,7 +127,9 @@ def summary_numbers(data: RunLogData) -> dict:
     ``latency_p50_ms``/``latency_p99_ms`` (measured, see the module docstring), ``estimated_latency_s``
     (the estimator's last value), ``policy_latency_p50_ms``/``policy_latency_p99_ms``, ``tracking_rms_twin``
     and ``tracking_rms_estimate`` (RMS joint error of the twin / the estimate against the measured robot
-    state at its measurement time [rad | m]).
+    state at its measurement time [rad | m]), ``command_lead_ms`` (median scheduled lead, None when no command
+    was scheduled), ``commands_scheduled`` (how many were), and the robot's own last counts
+    ``commands_lost``/``commands_late``/``commands_recovered`` (None when it does not report them).
     """
     out: dict[str, Any] = {
         "duration_s": data.duration,
@@ -191,6 +193,15 @@ def summary_numbers(data: RunLogData) -> dict:
     t_est, q_est = data.series("/estimate", "joint_q")
     out["tracking_rms_twin"] = _rms_against(t_robot, q_robot, t_twin, q_twin)
     out["tracking_rms_estimate"] = _rms_against(t_robot, q_robot, t_est, q_est)
+
+    leads = [_float(m.get("apply_time")) - t for t, m in data.messages("/command/safe") if m.get("apply_time") is not None]
+    out["commands_scheduled"] = len(leads)
+    out["command_lead_ms"] = float(np.median(leads)) * 1e3 if leads else None
+    states = data.messages("/robot/state")
+    status = (states[-1][1].get("status") or {}) if states else {}
+    for key in ("commands_lost", "commands_late", "commands_recovered"):
+        value = status.get(key)
+        out[key] = int(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
     return out
 
 
@@ -389,6 +400,9 @@ def _summary_table(numbers: dict) -> str:
         ("Measured latency p50 (ms)", _num(numbers.get("latency_p50_ms"), 2)),
         ("Measured latency p99 (ms)", _num(numbers.get("latency_p99_ms"), 2)),
         ("Estimator latency (s)", _num(numbers.get("estimated_latency_s"), 4)),
+        ("Scheduled commands (lead, ms)", f"{numbers.get('commands_scheduled') or 0} ({_num(numbers.get('command_lead_ms'), 1)})"),
+        ("Commands lost / recovered / late (robot's count)", " / ".join(
+            _num(numbers.get(k)) for k in ("commands_lost", "commands_recovered", "commands_late"))),
         ("Policy latency p50 (ms)", _num(numbers.get("policy_latency_p50_ms"), 2)),
         ("Policy latency p99 (ms)", _num(numbers.get("policy_latency_p99_ms"), 2)),
         ("Messages", _num(numbers.get("messages"))),

@@ -3,7 +3,7 @@
 The log carries the stage (attachment ``scene.usda``), the initial state, the physics settings and every
 command that passed the safety monitor. Replay loads a fresh twin, applies the initial state and feeds
 the safe commands at their send times plus a downlink delay (default: the run's last clock-sync
-estimate), open loop, and compares it with the robot states in the log: J = integral of
+estimate; a scheduled command at the ``apply_time`` it was stamped with), open loop, and compares it with the robot states in the log: J = integral of
 ||q_robot - q_replay||^2 dt on the offset-corrected measurement times. It is what system identification
 does with different parameters (``perturb`` changes the replay twin first).
 """
@@ -29,6 +29,8 @@ class TwinReplayResult:
     commands: int
     robot_states: int
     downlink_delay_s: float
+    scheduled: int = 0
+    """Commands replayed at their stamped ``apply_time`` (the rest at send time + ``downlink_delay_s``)."""
 
 
 def replay_twin(log_path: str | Path, *, delay_s: float | None = None, perturb: Callable | None = None) -> TwinReplayResult:
@@ -72,9 +74,13 @@ def replay_twin(log_path: str | Path, *, delay_s: float | None = None, perturb: 
             ci = 0
             hist_t, hist_q = [t], [np.asarray(state.joint_q, float)]
             t_end = max(states[-1][1].get("t_meas", states[-1][0]), commands[-1][0] if commands else t)
+            due = sorted(
+                ((float(msg["apply_time"]) if msg.get("apply_time") is not None else t_send + delay_s, k)
+                 for k, (t_send, msg) in enumerate(commands)),
+            )
             while t < t_end:
-                while ci < len(commands) and commands[ci][0] + delay_s <= t + 1e-12:
-                    sim.set_command(JointCommand(target_q=np.asarray(commands[ci][1]["target_q"], float)))
+                while ci < len(due) and due[ci][0] <= t + 1e-12:
+                    sim.set_command(JointCommand(target_q=np.asarray(commands[due[ci][1]][1]["target_q"], float)))
                     ci += 1
                 sim.advance(1)
                 t += dt
@@ -94,4 +100,5 @@ def replay_twin(log_path: str | Path, *, delay_s: float | None = None, perturb: 
     return TwinReplayResult(
         J=float(monitor.J), J_per_joint=dict(monitor.J_per_joint), max_abs_error=float(np.max(monitor.max_abs)) if len(states) else 0.0,
         duration_s=float(ts[-1] - ts[0]), commands=len(commands), robot_states=len(states), downlink_delay_s=float(delay_s),
+        scheduled=sum(1 for _, msg in commands if msg.get("apply_time") is not None),
     )
