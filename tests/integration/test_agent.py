@@ -546,6 +546,7 @@ def test_agent_holds_a_scheduled_command_until_its_robot_time():
         robot.send_action(RobotAction(late, send_time=t_send, expires_at=t_send + 2.0, apply_at=robot_now() - 0.5))
         assert _wait(lambda: len(arrivals) == 2, timeout=2.0) and arrivals[1][0] - t_send < 0.1
         assert agent.stats["commands_late"] == 1
+        assert _wait(lambda: robot.get_observation().status.get("commands_late") == 1)  # the twin hears of it
         # Command 100's own packet is lost; 101 repeats it: both reach the driver, each at its time, and 100
         # arriving late after all is a silent duplicate.
         ctx = zmq.Context()
@@ -563,6 +564,7 @@ def test_agent_holds_a_scheduled_command_until_its_robot_time():
             push.send(msgpack.packb(_command(100, lost, apply_at=base + 0.3)))
             assert _wait(lambda: agent.stats["commands_duplicate"] == 1, timeout=1.0)
             assert agent.stats["commands_recovered"] == 1 and len(arrivals) == 4
+            assert _wait(lambda: robot.get_observation().status.get("commands_recovered") == 1)
         finally:
             push.close(0)
             ctx.term()

@@ -107,6 +107,12 @@ def test_scheduled_commands_take_the_link_jitter_out_of_the_twin(tmp_path):
     from vlatwin.twin.replay import replay_twin
 
     assert replay_twin(scheduled.log).max_abs_error < replay_twin(unscheduled.log).max_abs_error
+    # A lead shorter than the link's delay: the robot applies on arrival, counts it, and the run log says what to do.
+    _, short = _run(tmp_path, "short", policy, robot=robot, duration=1.0, command_lead_s=0.02)
+    msgs = _mcap_messages(short.log)
+    assert msgs["/robot/state"][-1][1]["status"]["commands_late"] >= 10
+    warnings = [m["text"] for _, m in msgs["/events"] if "arrived after their time" in m["text"]]
+    assert 1 <= len(warnings) <= 2 and "raise --command-lead-ms" in warnings[0]
 
 
 def test_a_twin_that_matches_the_robot_is_left_alone(tmp_path):

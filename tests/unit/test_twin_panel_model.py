@@ -131,6 +131,7 @@ def test_connect_start_update_runs_to_the_end_and_stops(tmp_path):
     (stepper,) = made
     config, settings, log = stepper.runner
     assert (config, settings.policy, settings.robot) == ("c.yaml", "excite", "emulated?latency_ms=20")
+    assert settings.command_lead_s is None
     assert log == tmp_path / "out" / "run001" / "run.mcap"
     assert "already connected" in model.connect()
     model.start()
@@ -140,8 +141,10 @@ def test_connect_start_update_runs_to_the_end_and_stops(tmp_path):
     assert not model.connected and len(model.j_history) == 5
     assert model.j_sparkline()[-1] == SPARK_CHARS[-1]
     assert "step 5/5" in model.status_line()
+    model.command_lead_ms = 140.0
     model.connect()  # a new run gets a new folder
     assert made[-1].runner[2] == tmp_path / "out" / "run002" / "run.mcap"
+    assert made[-1].runner[1].command_lead_s == 0.14
 
 
 def test_update_does_not_block_virtual_budget_and_wall_catch_up(tmp_path):

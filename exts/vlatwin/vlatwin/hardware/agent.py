@@ -374,6 +374,11 @@ class RobotAgent:
         status.setdefault("last_command_seq", int(self._dispatched_seq))
         if self._scheduled:
             status["commands_scheduled"] = len(self._scheduled)
+        # The agent schedules for its driver, so lateness and repeats are counted here, on top of the driver's own.
+        for key in ("commands_late", "commands_recovered"):
+            if self.stats[key]:
+                own = status.get(key)
+                status[key] = (own if isinstance(own, int) and not isinstance(own, bool) else 0) + int(self.stats[key])
         if self.sensor_hz > 0:
             self._send_sensors(obs)
         self._publish("state", lambda seq, t: wire.message(

@@ -318,6 +318,8 @@ class TwinRunner:
         self._resyncs = 0
         self._last_sent_target: np.ndarray | None = None
         self._last_scheduled = None  # the last scheduled RobotAction (the next one repeats it)
+        self._late_seen = self._late_reported = 0  # the robot's commands_late count: seen, and told in an event
+        self._late_warned_at = float("-inf")
         # Robot camera frames / LIDAR clouds waiting for the twin's of the same instant: (host time, camera names,
         # lidar names).
         self._frame_requests: list[tuple[float, tuple[str, ...], tuple[str, ...]]] = []
@@ -562,6 +564,7 @@ class TwinRunner:
                 self._clock_sync()
         self._last_robot_seq = obs.seq
         self._last_robot_host = obs.host_time
+        self._check_late(obs, now)
         # Fed with the state's arrival, not this step's time: the deadline runs from when the robot was last
         # heard (a feed at the step after the arrival gave up to a control period of extra grace).
         self.state_watchdog.feed(min(float(obs.host_time), now))
@@ -598,6 +601,22 @@ class TwinRunner:
             self._motion_offset = self._motion_offset + (self.kalman.q - q_twin)
             self._motion_offset_qd = self._motion_offset_qd + (self.kalman.qd - qd_twin)
             self._resyncs += 1
+
+    def _check_late(self, obs, now: float) -> None:
+        """Warn (at most once a second) when the robot reports scheduled commands that came after their time."""
+        late = (obs.status or {}).get("commands_late")
+        lead = self.settings.command_lead_s
+        if lead is None or not isinstance(late, (int, np.integer)) or late <= self._late_seen:
+            return
+        if now - self._late_warned_at >= 1.0:
+            age = (obs.host_time - self.clock_sync.to_host(obs.robot_time)) if self.clock_sync.ready else float("nan")
+            self._event(now, (
+                f"robot: {late - self._late_reported} scheduled command(s) arrived after their time ({late} in all) and "
+                f"were applied on arrival: the {lead * 1e3:.0f} ms lead is shorter than the link's delay (this state "
+                f"took {age * 1e3:.0f} ms); raise --command-lead-ms above the largest one-way delay plus a control period"
+            ), "warning")
+            self._late_warned_at, self._late_reported = now, int(late)
+        self._late_seen = int(late)
 
     def _log_robot_state(self, obs) -> None:
         status = obs.status or {}

@@ -166,6 +166,7 @@ class TwinPanelModel:
         out_dir: str = "out/twin",
         backend: str = "newton",
         duration_s: float | None = None,
+        command_lead_ms: float = 0.0,
         runner_factory=None,
         stepper_factory=None,
         budget_s: float = 0.010,
@@ -175,6 +176,8 @@ class TwinPanelModel:
         self.config, self.policy, self.robot, self.out_dir = config, policy, robot, out_dir
         self.backend = backend
         self.duration_s = duration_s
+        self.command_lead_ms = command_lead_ms
+        """Scheduled commands: each takes effect this long [ms] after it is sent (0: on arrival)."""
         self._runner_factory = runner_factory or _default_runner_factory
         self._stepper_factory = stepper_factory or TwinStepper
         self.budget_s = float(budget_s)
@@ -204,8 +207,10 @@ class TwinPanelModel:
         self.error, self.result, self.last_status = None, None, None
         self.j_history.clear()
         self.rms_history.clear()
+        lead = float(self.command_lead_ms or 0.0)
         settings = TwinSettings(
-            policy=self.policy.strip(), robot=self.robot.strip() or "emulated", duration_s=self.duration_s
+            policy=self.policy.strip(), robot=self.robot.strip() or "emulated", duration_s=self.duration_s,
+            command_lead_s=lead * 1e-3 if lead > 0 else None,
         )
         if self.backend != "newton":
             try:

@@ -44,6 +44,14 @@ class TwinPanel:
                 self.robot_field = ui.StringField()
                 self.robot_field.model.set_value(self.model.robot)
             with ui.HStack(height=22):
+                ui.Label(
+                    "Lead [ms]", width=90,
+                    tooltip="scheduled commands: each takes effect this long after it is sent, on the robot clock "
+                    "(0: on arrival); above one control period + the link's largest one-way delay",
+                )
+                self.lead_field = ui.FloatField()
+                self.lead_field.model.set_value(float(self.model.command_lead_ms))
+            with ui.HStack(height=22):
                 ui.Label("Log folder", width=90)
                 self.out_field = ui.StringField()
                 self.out_field.model.set_value(self.model.out_dir)
@@ -69,6 +77,7 @@ class TwinPanel:
         self.model.config = self.config_field.model.get_value_as_string()
         self.model.policy = self.policy_field.model.get_value_as_string()
         self.model.robot = self.robot_field.model.get_value_as_string()
+        self.model.command_lead_ms = self.lead_field.model.get_value_as_float()
         self.model.out_dir = self.out_field.model.get_value_as_string()
         self.state["twin_config"] = self.model.config
 
