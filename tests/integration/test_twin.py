@@ -113,6 +113,11 @@ def test_scheduled_commands_take_the_link_jitter_out_of_the_twin(tmp_path):
     assert msgs["/robot/state"][-1][1]["status"]["commands_late"] >= 10
     warnings = [m["text"] for _, m in msgs["/events"] if "arrived after their time" in m["text"]]
     assert 1 <= len(warnings) <= 2 and "raise --command-lead-ms" in warnings[0]
+    from vlatwin.errors import VlatwinError
+    from vlatwin.twin.runner import TwinRunner, TwinSettings
+
+    with pytest.raises(VlatwinError, match="command lead"):
+        TwinRunner(CONFIG, TwinSettings(policy=policy, robot=robot, command_lead_s=float("nan")), log_path=tmp_path / "nan.mcap")
 
 
 def test_a_twin_that_matches_the_robot_is_left_alone(tmp_path):
@@ -243,7 +248,7 @@ def test_cli_run_and_replay(synced_and_open, tmp_path):
          "--out", str(tmp_path / "bad_lead"), "--no-progress"], capture_output=True, text=True, env=env,
     )
     lines = [line for line in res.stderr.splitlines() if line.strip() and "Warp" not in line]
-    assert res.returncode == 2 and len(lines) == 1 and "command lead" in lines[0], res.stderr
+    assert res.returncode == 2 and len(lines) == 1 and "--command-lead-ms must be" in lines[0], res.stderr
     res = subprocess.run(
         [sys.executable, "-m", "vlatwin.cli.main", "twin", "run", str(CONFIG), "--policy", "expert", "--robot", "serial:///dev/x",
          "--out", str(tmp_path / "bad"), "--no-progress"], capture_output=True, text=True, env=env,

@@ -97,6 +97,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.duration is not None and not 0 < args.duration <= 3600:
         raise VlatwinError(f"--duration must be in (0, 3600] s, got {args.duration}")
+    if args.command_lead_ms is not None and not 0 < args.command_lead_ms <= 2000:
+        raise VlatwinError(
+            f"--command-lead-ms must be in (0, 2000] ms, above the link's one-way delay; got {args.command_lead_ms}"
+        )
     out = args.out
     if out.exists() and not out.is_dir():
         raise VlatwinError(f"{out}: output path is a file; give a folder")
