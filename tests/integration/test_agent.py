@@ -139,10 +139,11 @@ def _command(seq: int, target, *, token=None, t_send=None, ttl=0.5, **overrides)
 
 
 def test_emulated_agent_streams_and_obeys():
-    """`vlatwin agent --driver emulated`: hello, >= 200 states/s with increasing seq, a command moves the arm, ping/pong."""
+    """`vlatwin agent --driver emulated`: hello, >= 200 states/s with increasing seq, a command moves the arm (through
+    its interpolating servo, whose goal and ramp cross the wire), ping/pong."""
     base = _free_base_port()
     proc = _start_agent(["--driver", "emulated", "--config", "configs/tasks/reach_ball.yaml", "--bind", f"tcp://127.0.0.1:{base}",
-                         "--emulate", "latency_ms=2&rate_hz=500", "--rate", "500"])
+                         "--emulate", "latency_ms=2&rate_hz=500&ramp_ms=50", "--rate", "500"])
     robot = RemoteRobot(f"tcp://127.0.0.1:{base}", timeout_s=2.0)
     try:
         robot.connect()
@@ -166,6 +167,9 @@ def test_emulated_agent_streams_and_obeys():
         assert sent.seq >= 1 and sent.expires_at - sent.send_time == pytest.approx(2.0)
         moved = _wait(lambda: abs(robot.get_observation().joint_q[0] - target[0]) < 0.05, timeout=5.0)
         assert moved, robot.get_observation().joint_q
+        obs = robot.get_observation()
+        np.testing.assert_allclose(obs.joint_q_goal, target, atol=1e-12)
+        assert obs.status["servo_ramp_s"] == 0.05 and obs.status["target_ramp_s"] == 0.05
         sample = _wait(robot.sync_sample, timeout=3.0)
         t1, t2, t3, t4 = sample
         assert t1 <= t4 and t4 - t1 < 0.5 and t3 >= t2

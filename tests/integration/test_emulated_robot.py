@@ -311,8 +311,10 @@ def test_options_parse_and_bad_values_are_one_line_errors():
             "spikes": "1:2:0.2",
             "blackouts": "3:3.5",
             "clip": "false",
+            "ramp_ms": "50",
         }
     )
+    assert params.ramp_s == pytest.approx(0.05)
     assert params.latency_s == pytest.approx(0.05) and params.jitter_s == pytest.approx(0.01) and params.seed == 3
     assert params.link("up") == pytest.approx((0.05, 0.01, 0.0)) and params.link("down") == pytest.approx(
         (0.05, 0.01, 0.05)
@@ -327,6 +329,8 @@ def test_options_parse_and_bad_values_are_one_line_errors():
         {"mismatch": "1"},
         {"rate_hz": "0"},
         {"spikes": "1:2"},
+        {"ramp_ms": "-5"},
+        {"ramp_ms": "nan"},
     ):
         with pytest.raises(VlatwinError) as err:
             EmulationParams.from_options(options)
@@ -436,3 +440,44 @@ def test_a_lost_scheduled_command_is_recovered_from_the_repeat_in_the_next(setup
     assert [seq for _, seq, _ in applied] == sorted(seq for _, seq, _ in applied)
     assert all(t == pytest.approx(seq * CONTROL_DT + lead, abs=1e-9) for t, seq, _ in applied)
     assert status["commands_recovered"] == len({k for k in lost if k + 1 not in lost and k < 39}) and status["commands_late"] == 0
+
+
+def test_an_interpolating_servo_ramps_to_each_target_and_reports_its_events(setup):
+    """``ramp_ms``: each command's target is reached over a linear ramp (TargetRamp, started at the step the command
+    is applied). The motion is bit-identical to a plain backend whose drive target follows the same law step by
+    step; each state reports the event (goal, start time, ramp) and the ramp's point the drive tracked."""
+    from vlatwin.hardware.servo import TargetRamp
+
+    twin = setup.sim
+    twin.reset()
+    clock = VirtualClock()
+    robot = _robot(setup, clock, ramp_s=0.05)
+    dt = twin.physics_dt
+    try:
+        q0 = twin.get_state().joint_q.copy()
+        servo = TargetRamp(q0, 0.05)
+        lo, hi = twin.info.joint_lower, twin.info.joint_upper
+        for k in range(20):
+            clock.set(k * CONTROL_DT)
+            assert np.array_equal(robot.truth().q, twin.get_state().joint_q), f"period {k}"
+            target = _targets(q0, k)
+            robot.send_action(RobotAction(target, seq=k, send_time=clock.now()))
+            # The robot applies the command at its step boundary k * 30 (no latency) and ramps from there.
+            servo.set(30 * k * dt, np.clip(target, lo, hi))
+            for j in range(30):
+                twin.set_command(JointCommand(target_q=servo.step_target((30 * k + j) * dt, dt)))
+                twin.advance(1)
+        clock.set(20 * CONTROL_DT)
+        assert np.array_equal(robot.truth().q, twin.get_state().joint_q)
+        states = robot.poll_observations()
+        last = states[-1]
+        np.testing.assert_array_equal(last.joint_q_goal, np.clip(_targets(q0, 19), lo, hi))
+        assert last.status["target_time"] == pytest.approx(19 * CONTROL_DT)
+        assert last.status["target_ramp_s"] == 0.05 and last.status["servo_ramp_s"] == 0.05
+        # Mid-ramp, the reported q_d lies strictly between the previous goal and the new one.
+        mid = [s for s in states if s.robot_time == pytest.approx(19 * CONTROL_DT + 0.02)][0]
+        before = np.clip(_targets(q0, 18), lo, hi)
+        frac = (mid.joint_q_desired[:7] - before[:7]) / (mid.joint_q_goal[:7] - before[:7])  # the arm (fingers stay)
+        np.testing.assert_allclose(frac, 0.4, atol=1e-9)  # q_d of the step before 20 ms = the ramp at 20 ms
+    finally:
+        robot.disconnect()

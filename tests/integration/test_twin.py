@@ -133,6 +133,27 @@ def test_a_twin_that_matches_the_robot_is_left_alone(tmp_path):
     assert _truth_rms(instant.log) < 5e-4
 
 
+def test_the_twin_runs_the_robots_interpolating_servo(tmp_path):
+    """A robot whose servo ramps to each target over 50 ms says so in its states; the twin then ramps too (from
+    the robot's own event times when it re-simulates), so with the same parameters it stays on the robot, while
+    a twin that keeps stepping (``servo_ramp_s=0``) does not. The open-loop replay ramps as well."""
+    from vlatwin.twin.replay import replay_twin
+
+    robot = "emulated?latency_ms=20&jitter_ms=5&offset_s=0.2&ramp_ms=50&seed=3"
+    policy = "excite?amplitude=0.3&period=3"
+    _, ramped = _run(tmp_path, "r", policy, robot=robot, log_truth=True, duration=1.5, command_lead_s=0.06)
+    _, stepping = _run(tmp_path, "s", policy, robot=robot, log_truth=True, duration=1.5, command_lead_s=0.06, servo_ramp_s=0.0)
+    msgs = _mcap_messages(ramped.log)
+    assert any("ramps to each target over 50 ms" in m["text"] for _, m in msgs["/events"])
+    state = msgs["/robot/state"][-1][1]
+    assert state["status"]["servo_ramp_s"] == 0.05 and len(state["joint_q_goal"]) == len(state["joint_q"])
+    # Measured 0.83 mrad time RMS against 22 mrad for the stepping twin (without the jitter both are exact: 0.0).
+    assert _truth_rms(ramped.log) < 2e-3
+    assert _truth_rms(stepping.log) > 8 * _truth_rms(ramped.log)
+    # The replay of each run models the servo that run did.
+    assert replay_twin(ramped.log).max_abs_error < 0.5 * replay_twin(stepping.log).max_abs_error
+
+
 def test_link_faults_show_in_the_log_and_the_twin_keeps_up(synced_and_open):
     _, (runner, result), (_, open_result) = synced_and_open
     msgs = _mcap_messages(result.log)
@@ -373,7 +394,8 @@ def test_robot_joint_order_is_matched_by_name(tmp_path):
             if obs is None:
                 return None
             desired = None if obs.joint_q_desired is None else obs.joint_q_desired[::-1]
-            return replace(obs, joint_q=obs.joint_q[::-1], joint_qd=obs.joint_qd[::-1], joint_q_desired=desired)
+            goal = None if obs.joint_q_goal is None else obs.joint_q_goal[::-1]
+            return replace(obs, joint_q=obs.joint_q[::-1], joint_qd=obs.joint_qd[::-1], joint_q_desired=desired, joint_q_goal=goal)
 
         def get_observation(self):
             return self._reversed(self.inner.get_observation())

@@ -383,7 +383,8 @@ class RobotAgent:
             self._send_sensors(obs)
         self._publish("state", lambda seq, t: wire.message(
             "state", seq=seq, t_send=t, robot_seq=int(obs.seq), robot_time=float(obs.robot_time), joint_q=obs.joint_q,
-            joint_qd=obs.joint_qd, joint_effort=obs.joint_effort, joint_q_desired=obs.joint_q_desired, status=status,
+            joint_qd=obs.joint_qd, joint_effort=obs.joint_effort, joint_q_desired=obs.joint_q_desired,
+            joint_q_goal=getattr(obs, "joint_q_goal", None), status=status,
             session=self.session,
         ))
 

@@ -46,6 +46,10 @@ class RobotObservation:
     """The joint position target the robot's servo was tracking when it measured this state (libfranka's
     ``q_d``) [rad | m], when the robot reports it; ``status["target_time"]`` (robot clock [s]) says when that
     target took effect. System identification uses them as the exact input the robot applied."""
+    joint_q_goal: np.ndarray | None = None
+    """An interpolating servo's goal [rad | m]: the target it ramps ``joint_q_desired`` to since
+    ``status["target_time"]``, over ``status["target_ramp_s"]`` [s] (:mod:`vlatwin.hardware.servo`). None: the
+    servo steps, ``joint_q_desired`` is the target itself."""
     status: dict[str, Any] = field(default_factory=dict)
     """Robot-side status: ``estop`` (bool), ``mode`` (``running`` | ``holding`` | ``decelerating`` | ``stopped``),
     ``last_command_seq``, ``command_success_rate`` ..."""

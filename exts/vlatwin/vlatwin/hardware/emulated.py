@@ -10,7 +10,13 @@
   spikes, blackouts; packets may overtake, the newest sequence number wins),
 - a robot clock ``robot_time = (host_time + clock_offset_s) * (1 + drift_ppm * 1e-6)``,
 - the robot-side command expiry (:class:`vlatwin.twin.watchdog.CommandExpiry`: hold, decelerate, stop) and
-  a latched e-stop.
+  a latched e-stop,
+- optionally an interpolating servo (:attr:`EmulationParams.ramp_s`, :class:`~vlatwin.hardware.servo.TargetRamp`):
+  each new target is reached over a linear ramp instead of in one step, as real arm controllers do. Every
+  state reports the servo's current event: ``status.target_time`` (robot time the ramp started),
+  ``joint_q_goal`` (its goal), ``status.target_ramp_s`` (its duration; 0 for the expiry's hold and stop
+  targets, which are steps) and ``status.servo_ramp_s`` (the servo's ramp for commands);
+  ``joint_q_desired`` is the ramp's value the drive tracked in the step before the sample.
 
 **Lazy catch-up.** The robot's physics runs on the host clock: physics step ``k`` starts at host time
 ``t0 + k * dt`` (``t0`` = :meth:`connect`). Nothing runs in the background (except in
@@ -68,6 +74,7 @@ from vlatwin.errors import VlatwinError
 from vlatwin.hardware.base import Robot, RobotAction, RobotObservation
 from vlatwin.hardware.clock import Clock
 from vlatwin.hardware.link import LinkModel, _windows
+from vlatwin.hardware.servo import TargetRamp
 from vlatwin.sim.types import JointCommand, SimParams
 
 logger = logging.getLogger(__name__)
@@ -146,6 +153,10 @@ class EmulationParams:
     """Windows ``(t_start, t_end)`` [s since connect] in which every packet is lost, both directions."""
     hold_s: float = 0.1
     """How long the robot holds an expired command's target before decelerating [s]."""
+    ramp_s: float = 0.0
+    """Interpolating servo: each new command's target is reached over a linear ramp of this duration [s] from
+    the desired position when it is applied (0: a step, the drive sees the target at once). A ramp of one
+    control period keeps a 20 Hz command stream continuous and the drives out of torque saturation."""
     max_decel: float = 5.0
     """Deceleration limit of the expiry/e-stop stop [rad/s^2 | m/s^2]."""
     joint_limit_clip: bool = True
@@ -177,7 +188,8 @@ class EmulationParams:
         for name in ("damping_scale", "mass_scale", "gain_scale"):
             if getattr(self, name) is not None:
                 put(name, _number(getattr(self, name), name, lo=0.0, lo_open=name != "damping_scale"))
-        for name in ("damping_add", "friction_add", "armature_add", "noise_q", "noise_qd", "latency_s", "jitter_s", "hold_s"):
+        for name in ("damping_add", "friction_add", "armature_add", "noise_q", "noise_qd", "latency_s", "jitter_s", "hold_s",
+                     "ramp_s"):
             put(name, _number(getattr(self, name), name, lo=0.0))
         put("loss", _number(self.loss, "loss", lo=0.0, hi=1.0))
         for direction in ("down", "up"):
@@ -217,7 +229,7 @@ class EmulationParams:
         Keys: ``latency_ms``, ``jitter_ms``, ``loss`` and their ``down_``/``up_`` forms, ``offset_s``
         (or ``offset_ms``), ``drift_ppm``, ``mismatch``, ``damping_scale``, ``damping_add``, ``friction_add``, ``armature_add``,
         ``mass_scale``, ``gain_scale``, ``noise_q``, ``noise_qd``, ``seed``, ``rate_hz``, ``hold_ms`` (or
-        ``hold_s``), ``max_decel``, ``clip`` (true/false), ``spikes`` (``start:end:extra,...`` [s since
+        ``hold_s``), ``ramp_ms`` (or ``ramp_s``: the interpolating servo's ramp), ``max_decel``, ``clip`` (true/false), ``spikes`` (``start:end:extra,...`` [s since
         connect]), ``blackouts`` (``start:end,...`` [s]), ``camera_hz`` and ``cameras`` (``front,top``), ``lidar_hz``
         and ``lidars``.
         """
@@ -291,6 +303,8 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "rate_hz": ("state_rate_hz", float),
     "hold_ms": ("hold_s", _scaled(1e-3)),
     "hold_s": ("hold_s", float),
+    "ramp_ms": ("ramp_s", _scaled(1e-3)),
+    "ramp_s": ("ramp_s", float),
     "max_decel": ("max_decel", float),
     "clip": ("joint_limit_clip", _bool),
     "spikes": ("spikes", _window_list(3)),
@@ -455,6 +469,7 @@ class EmulatedRobot(Robot):
             self._mode = "stopped"
             self._target_qd = np.zeros(len(self.joint_names))
             self._q_desired = np.asarray(self._sim.get_state().joint_q, dtype=np.float64)
+            self._ramp = TargetRamp(self._q_desired, p.ramp_s)
             self._target_time = self.robot_clock(self._t0)
             self._applied: list[tuple[float, int, np.ndarray]] = []
             self._next_frame = self._t0 if p.camera_hz > 0 else math.inf
@@ -580,6 +595,7 @@ class EmulatedRobot(Robot):
             "joint_qd": qd,
             "joint_effort": np.asarray(state.joint_effort, dtype=np.float64).copy(),
             "joint_q_desired": None if self._q_desired is None else self._q_desired.copy(),
+            "joint_q_goal": self._ramp.goal.copy() if p.ramp_s > 0 else None,
             "status": self._status(),
         }
         if t >= self._next_frame - _EPS_STEPS * self._dt:
@@ -676,10 +692,12 @@ class EmulatedRobot(Robot):
         else:
             last_target, last_receive, ttl, _ = cmd
             fresh = t <= self._expiry.deadline(last_receive, ttl)
-            if fresh and self._mode == "running" and not self._cmd_new:
+            ramping = self._ramp.moving(t)
+            if fresh and self._mode == "running" and not self._cmd_new and not ramping:
                 return False
             if self._mode == "stopped" and not fresh and not self._cmd_new:
                 return False
+        new = self._cmd_new
         self._cmd_new = False
         if state is None:
             state = self._sim.get_state()
@@ -690,18 +708,28 @@ class EmulatedRobot(Robot):
             t, last_target, last_receive, ttl, self._q_desired, state.joint_qd, dt=self._dt
         )
         target = np.clip(np.asarray(target, dtype=np.float64), self._lower, self._upper)
-        if self._q_desired is None or not np.array_equal(target, self._q_desired):
-            self._target_time = self.robot_clock(t)
-        self._q_desired = target
+        if mode in ("running", "holding"):
+            # A command's target: the servo ramps to it (one step with ramp_s = 0). Its event starts when the ramp
+            # does; a target equal to the goal starts nothing (target_time stays).
+            if new and mode == "running" and self._ramp.set(t, target):
+                self._target_time = self.robot_clock(t)
+            desired = np.clip(self._ramp.step_target(t, self._dt), self._lower, self._upper)
+        else:
+            # The expiry's stop targets are steps (the deceleration profile is already smooth).
+            if not np.array_equal(target, self._ramp.goal) or self._ramp.moving(t):
+                self._target_time = self.robot_clock(t)
+            self._ramp.jump(target)
+            desired = target
+        self._q_desired = desired
         velocity = self._expiry.velocity if mode == "decelerating" and self._expiry.velocity is not None else None
         target_qd = np.zeros_like(self._target_qd) if velocity is None else np.asarray(velocity, dtype=np.float64)
-        command = JointCommand(target_q=target)
+        command = JointCommand(target_q=desired)
         if not np.array_equal(target_qd, self._target_qd):
             command.target_qd = target_qd
             self._target_qd = target_qd
         self._sim.set_command(command)
         self._mode = mode
-        return mode in ("holding", "decelerating")
+        return mode in ("holding", "decelerating") or self._ramp.moving(t + self._dt)
 
     def _status(self) -> dict[str, Any]:
         span = 0 if self._seq_hi is None else self._seq_hi - self._seq_lo + 1
@@ -710,6 +738,9 @@ class EmulatedRobot(Robot):
             "mode": self._mode,
             "estop": self._estop,
             "target_time": self._target_time,
+            # The servo's current event (see the module docstring): what the twin and system identification replay.
+            "target_ramp_s": self._ramp.duration_s,
+            "servo_ramp_s": self.params.ramp_s,
             # joint_effort is what the drive law commands (a motor-current reading), not a link-side torque.
             "effort": "drive",
             "last_command_seq": self._last_seq,

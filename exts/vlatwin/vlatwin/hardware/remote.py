@@ -311,11 +311,10 @@ class RemoteRobot(Robot):
         for stale in [k for k in self._pending_sensors if k[0] != key[0] or k[1] < key[1]]:
             del self._pending_sensors[stale]  # their state was lost (or belonged to an agent that restarted)
             self.stats["sensors_orphaned"] += 1
-            self.stats["sensors_orphaned"] += 1
         self._latest = RobotObservation(
             seq=msg["robot_seq"], robot_time=msg["robot_time"], host_time=host_time, joint_q=msg["joint_q"],
             joint_qd=msg["joint_qd"], joint_effort=msg["joint_effort"], joint_q_desired=msg.get("joint_q_desired"),
-            status=status, images=sensors.get("images") or None, point_clouds=sensors.get("point_clouds") or None,
+            joint_q_goal=msg.get("joint_q_goal"), status=status, images=sensors.get("images") or None, point_clouds=sensors.get("point_clouds") or None,
         )
         self._inbox.append(self._latest)
 

@@ -10,7 +10,7 @@ Every message is one msgpack map with the common fields
 
 and the fields of its type (``?`` = optional, may be absent or nil)::
 
-    state        robot_seq, robot_time [s, robot clock], joint_q [rad|m], joint_qd, joint_effort?, joint_q_desired?, status, session
+    state        robot_seq, robot_time [s, robot clock], joint_q [rad|m], joint_qd, joint_effort?, joint_q_desired?, joint_q_goal?, status, session
     sensor       robot_seq, robot_time, session, name, kind ("image" | "points"), encoding, shape, data (bytes):
                  one camera frame or LIDAR cloud taken at the instant of the state with the same robot_seq,
                  sent just before that state on the same socket (so it arrives first)
@@ -75,7 +75,8 @@ _COMMON = {"v": ("int", True), "type": ("str", True), "seq": ("int", True), "t_s
 _FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
     "state": {
         "robot_seq": ("int", True), "robot_time": ("float", True), "joint_q": ("vec", True), "joint_qd": ("vec", True),
-        "joint_effort": ("vec", False), "joint_q_desired": ("vec", False), "status": ("status", True), "session": ("int", True),
+        "joint_effort": ("vec", False), "joint_q_desired": ("vec", False), "joint_q_goal": ("vec", False),
+        "status": ("status", True), "session": ("int", True),
     },
     "sensor": {
         "robot_seq": ("int", True), "robot_time": ("float", True), "session": ("int", True), "name": ("str", True),
@@ -207,7 +208,7 @@ def validate(msg: Any) -> dict[str, Any]:
         out[name] = _check(field_kind, name, value)
     if kind == "state":
         n = out["joint_q"].size
-        for name in ("joint_qd", "joint_effort", "joint_q_desired"):
+        for name in ("joint_qd", "joint_effort", "joint_q_desired", "joint_q_goal"):
             if out[name] is not None and out[name].size != n:
                 raise WireError(f"state field {name!r} has {out[name].size} entries, joint_q has {n}")
     elif kind == "sensor":

@@ -10,7 +10,9 @@ A :class:`Recording` is what a fit needs from a run, whatever wrote it:
 Times are on one clock per recording. A twin run log (MCAP, :mod:`vlatwin.twin.runlog`) holds every
 robot state with the robot's own timestamp; when the robot reports the target it was tracking (libfranka's
 ``q_d``, :attr:`~vlatwin.hardware.base.RobotObservation.joint_q_desired`, with ``status.target_time``), the
-input is exact and the whole fit runs on the robot clock (``input_source = "robot"``). Otherwise the
+input is exact and the whole fit runs on the robot clock (``input_source = "robot"``). An interpolating
+servo's events (goal ``joint_q_goal``, ramp ``status.target_ramp_s``, :mod:`vlatwin.hardware.servo`) are
+expanded into the drive targets of every physics step they span, so the rollouts replay the ramps exactly. Otherwise the
 commands as sent are mapped onto the robot clock with the run's clock estimate and their delivery delay
 is unknown (``input_source = "host"``): fit ``sensor_delay`` then. A LeRobotDataset v3 episode has frame
 timestamps, ``observation.state`` and ``action``: ``action`` is taken as the joint targets of the joints it
@@ -173,12 +175,24 @@ def recording_from_runlog(path: str | Path) -> Recording:
 
     has_desired = all(m.get("joint_q_desired") is not None and (m.get("status") or {}).get("target_time") is not None for m in msgs)
     if has_desired:
-        # Each distinct target_time is one applied target; a target seen in several states is one entry.
-        seen: dict[float, np.ndarray] = {}
+        # Each distinct target_time is one applied target (an interpolating servo's goal and ramp); a target seen in
+        # several states is one entry.
+        seen: dict[float, tuple[np.ndarray, float]] = {}
         for m in msgs:
-            seen.setdefault(float(m["status"]["target_time"]), _vector(m["joint_q_desired"], "joint_q_desired", path))
+            goal = m.get("joint_q_goal")
+            ramp = (m["status"] or {}).get("target_ramp_s")
+            seen.setdefault(float(m["status"]["target_time"]), (
+                _vector(m["joint_q_desired"] if goal is None else goal, "joint_q_goal", path),
+                float(ramp) if isinstance(ramp, (int, float)) and math.isfinite(ramp) and ramp > 0 else 0.0,
+            ))
         target_t = np.array(sorted(seen))
-        target_q = np.array([seen[t] for t in target_t])
+        target_q = np.array([seen[t][0] for t in target_t])
+        ramps = np.array([seen[t][1] for t in target_t])
+        dt = float(meta.get("physics_dt") or (meta.get("physics") or {}).get("dt") or 0.0)
+        if np.any(ramps > 0) and dt > 0:
+            from vlatwin.hardware.servo import expand_ramps
+
+            target_t, target_q = expand_ramps(target_t, target_q, ramps, dt)
         q_desired = np.array([_vector(m["joint_q_desired"], "joint_q_desired", path) for m in msgs])
         source = "robot"
     else:

@@ -15,6 +15,11 @@ it accepted (``status.last_command_seq``). :class:`CommandTimeline` keeps both s
 Robots that report neither ``joint_q_desired`` nor ``target_time`` leave the timeline empty, and the twin
 replays its own guesses (the schedule then equals :meth:`applied` as it was).
 
+A robot with an interpolating servo (:mod:`vlatwin.hardware.servo`) reports its events instead: the goal
+(``status.target_q``) and the ramp's duration (``status.target_ramp_s``) from ``target_time``; ``joint_q_desired``
+is then a point on the ramp. :meth:`schedule` with ``ramps=True`` gives each event's ramp (None for the twin's own
+guesses: the servo's own ramp).
+
 Times: ``t``/``send_time`` are host times [s]; robot times are converted with the caller's ``to_host``, so
 a better clock estimate moves the whole timeline.
 """
@@ -44,7 +49,7 @@ class CommandTimeline:
         self._sent: dict[int, tuple[float, np.ndarray]] = {}
         self._expires: dict[int, float] = {}
         self._twin: deque[tuple[float, np.ndarray, int | None]] = deque(maxlen=512)
-        self._robot: dict[float, tuple[np.ndarray, int | None]] = {}
+        self._robot: dict[float, tuple[np.ndarray, int | None, float]] = {}  # robot time -> (goal, seq, ramp [s])
         self._newest_robot_time = float("-inf")
         self._delays: deque[float] = deque(maxlen=int(delay_window))
         self._delay_seen: set[int] = set()
@@ -73,10 +78,11 @@ class CommandTimeline:
         """The twin set ``target`` at host time ``t`` (``seq`` None: not a sent command, e.g. a mirrored hold)."""
         self._twin.append((float(t), np.asarray(target, float), None if seq is None else int(seq)))
 
-    def robot_report(self, target_time: float | None, q_desired, seq: int | None, to_host: Callable[[float], float] | None) -> None:
-        """One robot state's servo target: ``q_desired`` (twin joint order) in effect since robot time
-        ``target_time`` [s], the newest command ``seq``. ``to_host`` (None: clock not synced yet) is only used
-        for the delay estimate."""
+    def robot_report(self, target_time: float | None, q_desired, seq: int | None, to_host: Callable[[float], float] | None,
+                     ramp_s: float = 0.0) -> None:
+        """One robot state's servo target: ``q_desired`` (twin joint order; an interpolating servo's goal) in effect
+        since robot time ``target_time`` [s] (reached over ``ramp_s`` [s]), the newest command ``seq``. ``to_host``
+        (None: clock not synced yet) is only used for the delay estimate."""
         if target_time is None or q_desired is None:
             return
         rt = float(target_time)
@@ -89,7 +95,8 @@ class CommandTimeline:
         # A command that lands at the same instant as the previous change (no latency, or at connect) shares its
         # target_time: the report with the newer command wins.
         if known is None or (seq is not None and (known[1] is None or int(seq) > known[1])):
-            self._robot[rt] = (q.copy(), None if seq is None else int(seq))
+            ramp = float(ramp_s) if ramp_s is not None and np.isfinite(ramp_s) and ramp_s > 0 else 0.0
+            self._robot[rt] = (q.copy(), None if seq is None else int(seq), ramp)
             if rt > self._newest_robot_time:
                 self._newest_robot_time = rt
                 cut = rt - self.horizon_s
@@ -134,8 +141,10 @@ class CommandTimeline:
         """The twin's own command history (host time, target)."""
         return [(t, target) for t, target, _ in self._twin]
 
-    def schedule(self, t0: float, t_ack: float, to_host: Callable[[float], float] | None) -> list[tuple[float, np.ndarray]]:
-        """Targets to set while re-simulating from host time ``t0`` [s], sorted by time.
+    def schedule(self, t0: float, t_ack: float, to_host: Callable[[float], float] | None, *, ramps: bool = False) -> list[tuple]:
+        """Targets to set while re-simulating from host time ``t0`` [s], sorted by time: ``(t, target)`` pairs, or
+        with ``ramps`` ``(t, target, ramp_s)`` with the robot's ramp (None: the twin's guess, the servo's own ramp)
+        and the target in effect at ``t0`` at its real time (a ramp under way at ``t0`` keeps its start).
 
         Up to ``t_ack`` (host time of the newest robot state) the robot's reported targets at their real times,
         starting with the one in effect at ``t0``; after it, the twin's own applications of the commands newer
@@ -145,23 +154,25 @@ class CommandTimeline:
         robot never saw. Without robot reports (or a clock): the twin's own history.
         """
         if not self._robot or to_host is None:
-            return sorted(((t, q) for t, q, _ in self._twin if t >= t0 - 1e-12), key=lambda e: e[0])
-        out: list[tuple[float, np.ndarray]] = []
-        before: tuple[float, np.ndarray] | None = None
-        for rt, (q, _) in self._robot.items():
-            th = float(to_host(rt))
-            if th <= t0:
-                if before is None or th > before[0]:
-                    before = (th, q)
-            elif th <= t_ack:
-                out.append((th, q))
-        if before is not None:
-            out.append((t0, before[1]))
-        for t, q, seq in self._twin:
-            if seq is None:
-                if t >= t0 - 1e-12:
-                    out.append((t, q))
-            elif seq > self.acked_seq and self._expires.get(seq, float("inf")) >= t_ack:
-                out.append((max(t, t_ack), q))
+            # A twin entry without a seq is a hold the twin set itself (a mirrored stop): a step, not a ramp.
+            out = [(t, q, 0.0 if seq is None else None) for t, q, seq in self._twin if t >= t0 - 1e-12]
+        else:
+            out = []
+            before: tuple[float, np.ndarray, float] | None = None
+            for rt, (q, _, ramp) in self._robot.items():
+                th = float(to_host(rt))
+                if th <= t0:
+                    if before is None or th > before[0]:
+                        before = (th, q, ramp)
+                elif th <= t_ack:
+                    out.append((th, q, ramp))
+            if before is not None:
+                out.append((before[0] if ramps else t0, before[1], before[2]))
+            for t, q, seq in self._twin:
+                if seq is None:
+                    if t >= t0 - 1e-12:
+                        out.append((t, q, 0.0))
+                elif seq > self.acked_seq and self._expires.get(seq, float("inf")) >= t_ack:
+                    out.append((max(t, t_ack), q, None))
         out.sort(key=lambda e: e[0])
-        return out
+        return out if ramps else [(t, q) for t, q, _ in out]

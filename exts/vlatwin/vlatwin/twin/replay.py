@@ -3,7 +3,8 @@
 The log carries the stage (attachment ``scene.usda``), the initial state, the physics settings and every
 command that passed the safety monitor. Replay loads a fresh twin, applies the initial state and feeds
 the safe commands at their send times plus a downlink delay (default: the run's last clock-sync
-estimate; a scheduled command at the ``apply_time`` it was stamped with), open loop, and compares it with the robot states in the log: J = integral of
+estimate; a scheduled command at the ``apply_time`` it was stamped with), through the robot servo's ramp
+when it reported one (:mod:`vlatwin.hardware.servo`), open loop, and compares it with the robot states in the log: J = integral of
 ||q_robot - q_replay||^2 dt on the offset-corrected measurement times. It is what system identification
 does with different parameters (``perturb`` changes the replay twin first).
 """
@@ -34,6 +35,7 @@ class TwinReplayResult:
 
 
 def replay_twin(log_path: str | Path, *, delay_s: float | None = None, perturb: Callable | None = None) -> TwinReplayResult:
+    from vlatwin.hardware.servo import TargetRamp
     from vlatwin.record.recorder import load_sim
     from vlatwin.sim.types import JointCommand
     from vlatwin.tasks.base import InitialState
@@ -72,6 +74,7 @@ def replay_twin(log_path: str | Path, *, delay_s: float | None = None, perturb: 
             monitor = DivergenceMonitor(alarm_rms=float("inf"), window_s=0.5, joint_names=names)
             t = t_twin0
             ci = 0
+            servo = TargetRamp(np.asarray(state.joint_q, float), _servo_ramp(meta, states))
             hist_t, hist_q = [t], [np.asarray(state.joint_q, float)]
             t_end = max(states[-1][1].get("t_meas", states[-1][0]), commands[-1][0] if commands else t)
             due = sorted(
@@ -79,9 +82,12 @@ def replay_twin(log_path: str | Path, *, delay_s: float | None = None, perturb: 
                  for k, (t_send, msg) in enumerate(commands)),
             )
             while t < t_end:
+                changed = False
                 while ci < len(due) and due[ci][0] <= t + 1e-12:
-                    sim.set_command(JointCommand(target_q=np.asarray(commands[due[ci][1]][1]["target_q"], float)))
+                    changed |= servo.set(t, np.asarray(commands[due[ci][1]][1]["target_q"], float))
                     ci += 1
+                if changed or servo.moving(t):
+                    sim.set_command(JointCommand(target_q=servo.step_target(t, dt)))
                 sim.advance(1)
                 t += dt
                 hist_t.append(t)
@@ -102,3 +108,11 @@ def replay_twin(log_path: str | Path, *, delay_s: float | None = None, perturb: 
         duration_s=float(ts[-1] - ts[0]), commands=len(commands), robot_states=len(states), downlink_delay_s=float(delay_s),
         scheduled=sum(1 for _, msg in commands if msg.get("apply_time") is not None),
     )
+
+
+def _servo_ramp(meta: dict, states: list) -> float:
+    """The robot servo's ramp [s]: the run's setting, else what the robot reported (0: steps)."""
+    ramp = (meta.get("settings") or {}).get("servo_ramp_s")
+    if ramp is None:
+        ramp = ((states[0][1].get("status") or {}).get("servo_ramp_s") if states else None)
+    return float(ramp) if isinstance(ramp, (int, float)) and np.isfinite(ramp) and ramp > 0 else 0.0

@@ -43,10 +43,13 @@ TOPICS: dict[str, dict[str, Any]] = {
         "joint_q": "number[]",
         "joint_qd": "number[]",
         "joint_q_desired": "number[]",
+        "joint_q_goal": "number[]",
         "joint_effort": "number[]",
         "status": {
             "estop": "boolean",
             "target_time": "number",
+            "target_ramp_s": "number",
+            "servo_ramp_s": "number",
             "mode": "string",
             "last_command_seq": "integer",
             "command_success_rate": "number",

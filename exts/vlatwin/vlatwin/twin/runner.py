@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from vlatwin.errors import VlatwinError
+from vlatwin.hardware.servo import TargetRamp
 from vlatwin.sim.types import JointCommand
 
 
@@ -88,6 +89,11 @@ class TwinSettings:
     repeats the one before it, so with a lead of at least one control period plus the largest one-way delay a
     single lost packet changes nothing (the robot applies the repeat at its time). None: on arrival. Commands
     sent before the clock estimate is ready go unscheduled."""
+    servo_ramp_s: float | None = None
+    """The robot servo's ramp to each new target [s] (:mod:`vlatwin.hardware.servo`), which the twin runs too so it
+    predicts the drive targets the robot tracks. None: the ramp the robot reports (``status.servo_ramp_s``; the
+    emulated robot's ``ramp_ms`` option); robots that report none are taken to step (0). Set it for a robot whose
+    controller interpolates without saying so."""
     state_timeout_s: float | None = None
     """No robot state for this long -> e-stop (None: max(3 periods, 100 ms))."""
     sync_every: int = 5
@@ -339,11 +345,13 @@ class TwinRunner:
             self.safety.reset(np.asarray(state.joint_q, float))
             self._t0 = self.clock.now()
             self._twin_t = self._t0  # host time the twin's state stands for (see _advance_twin)
+            # The robot servo's desired position as the twin models it (steps until the robot reports a ramp).
+            self._servo = TargetRamp(np.asarray(state.joint_q, float), s.servo_ramp_s or 0.0)
             # The first anchor is the reset state at the start (what the robot starts from too); whatever the
             # reset simulated before it (settling) is not the robot's history to roll back into.
             self._snapshots.clear()
             if s.sync and s.resync == "rollback":
-                self._snapshots.append((self._t0, self.started._sim.snapshot(), True))
+                self._snapshots.append((self._t0, self.started._sim.snapshot(), True, self._servo.copy()))
             self.state_watchdog.feed(self._t0)
             self._record_twin(self._t0, state)
             for _ in range(4):  # a first clock estimate before moving
@@ -623,10 +631,21 @@ class TwinRunner:
 
     def _log_robot_state(self, obs) -> None:
         status = obs.status or {}
+        # An interpolating servo reports its event's goal beside the point on the ramp it tracks now.
+        goal = obs.joint_q_desired if getattr(obs, "joint_q_goal", None) is None else obs.joint_q_goal
+        ramp = status.get("target_ramp_s")
         self.commands.robot_report(
-            status.get("target_time"), None if obs.joint_q_desired is None else self._from_robot(obs.joint_q_desired),
-            status.get("last_command_seq"), self._to_host(),
+            status.get("target_time"), None if goal is None else self._from_robot(goal),
+            status.get("last_command_seq"), self._to_host(), ramp_s=ramp if isinstance(ramp, (int, float)) else 0.0,
         )
+        servo_ramp = status.get("servo_ramp_s")
+        if self.settings.servo_ramp_s is None and isinstance(servo_ramp, (int, float)) and math.isfinite(servo_ramp) \
+                and servo_ramp >= 0 and servo_ramp != self._servo.ramp_s:
+            self._servo.ramp_s = float(servo_ramp)
+            for snap in self._snapshots:
+                snap[3].ramp_s = float(servo_ramp)
+            if servo_ramp > 0:
+                self._event(obs.host_time, f"robot servo ramps to each target over {servo_ramp * 1e3:.0f} ms; the twin does too")
         t_meas = self.clock_sync.to_host(obs.robot_time) if self.clock_sync.ready else obs.host_time
         if obs.images or getattr(obs, "point_clouds", None):
             self._log_robot_frames(obs.images or {}, getattr(obs, "point_clouds", None) or {}, t_meas)
@@ -634,6 +653,7 @@ class TwinRunner:
             "seq": obs.seq, "robot_time": obs.robot_time, "host_time": obs.host_time, "t_meas": t_meas,
             "joint_q": self._from_robot(obs.joint_q), "joint_qd": self._from_robot(obs.joint_qd), "status": obs.status,
             **({} if obs.joint_q_desired is None else {"joint_q_desired": self._from_robot(obs.joint_q_desired)}),
+            **({} if getattr(obs, "joint_q_goal", None) is None else {"joint_q_goal": self._from_robot(obs.joint_q_goal)}),
             **({} if obs.joint_effort is None else {"joint_effort": self._from_robot(obs.joint_effort)}),
         })
 
@@ -678,6 +698,7 @@ class TwinRunner:
         if not (obs.status.get("estop", False) or self.safety.estopped):
             return
         target = np.asarray(self.kalman.q, float)
+        self._servo.jump(target)
         self.started._sim.set_command(JointCommand(target_q=target))
         self.commands.applied_in_twin(now, target, None)
 
@@ -691,12 +712,13 @@ class TwinRunner:
         if not older or t_meas > now:
             return False
         fused = [snap for snap in older if snap[2]]
-        t_snap, snap, _ = (fused or older)[-1]
+        t_snap, snap, _, servo = (fused or older)[-1]
+        servo = servo.copy()
         sim = self.started._sim
         # Step counts from the simulator, not the clock: after the re-simulation the twin is at the same step.
         steps_total = sim.current_step - snap.step
         steps_to_meas = min(steps_total, max(0, int(round((t_meas - t_snap) / self.physics_dt))))
-        schedule = self.commands.schedule(t_snap, t_meas, self._to_host())
+        schedule = self.commands.schedule(t_snap, t_meas, self._to_host(), ramps=True)
         sim.restore(snap)
         # Robot camera frames between the anchor and the measurement: the twin renders its own at the same step
         # of the re-simulation (what it predicted for that instant from the state before). Older ones can no
@@ -708,10 +730,10 @@ class TwinRunner:
         self._frame_requests = [r for r in self._frame_requests if r[0] > t_meas + 1e-9]
         done = 0
         for k_frame, t_frame, cameras, lidars in frames:
-            self._replay_commands(sim, t_snap, done, k_frame, schedule)
+            self._replay_commands(sim, servo, t_snap, done, k_frame, schedule)
             done = k_frame
             self._render_twin_frames(sim, t_frame, cameras, lidars)
-        self._replay_commands(sim, t_snap, done, steps_to_meas, schedule)
+        self._replay_commands(sim, servo, t_snap, done, steps_to_meas, schedule)
         state = sim.get_state()
         q_pred, qd_pred = np.asarray(state.joint_q, float), np.asarray(state.joint_qd, float)
         dt = t_meas - self._kalman_t if self._kalman_t is not None and t_meas > self._kalman_t else self.control_dt
@@ -726,31 +748,38 @@ class TwinRunner:
         # Snapshots after the measurement belong to the old trajectory; the fused state is the new anchor.
         while self._snapshots and self._snapshots[-1][0] > t_meas + 1e-12:
             self._snapshots.pop()
-        self._snapshots.append((t_snap + steps_to_meas * self.physics_dt, sim.snapshot(), True))
-        self._replay_commands(sim, t_snap, steps_to_meas, steps_total, schedule)
+        self._snapshots.append((t_snap + steps_to_meas * self.physics_dt, sim.snapshot(), True, servo.copy()))
+        self._replay_commands(sim, servo, t_snap, steps_to_meas, steps_total, schedule)
+        self._servo = servo
         self._resyncs += 1
         self.log.log("/estimate", now, {
             "joint_q": self.kalman.q, "joint_qd": self.kalman.qd, "std_q": self.kalman.std_q, "latency_s": now - t_meas,
         })
         return True
 
-    def _replay_commands(self, sim, t0: float, start: int, stop: int, schedule) -> None:
-        """Advance ``sim`` physics steps ``start..stop`` after ``t0``, setting each ``(host time, target)`` of
-        ``schedule`` at its step."""
-        half = 0.5 * self.physics_dt
+    def _replay_commands(self, sim, servo: TargetRamp, t0: float, start: int, stop: int, schedule) -> None:
+        """Advance ``sim`` physics steps ``start..stop`` after ``t0``, starting each ``(host time, target, ramp_s)``
+        of ``schedule`` at its step on ``servo`` (the servo's state at step ``start``; it is advanced too)."""
+        dt = self.physics_dt
+        half = 0.5 * dt
         # Each command lands on the step whose half-step window holds its applied time (the clock that
         # stamped it was summed step by step, so exact equality would miss some).
-        due: dict[int, list[np.ndarray]] = {}
-        for t_apply, target in schedule:
-            k = max(0, int(np.floor((t_apply - t0 + half) / self.physics_dt)))
+        due: dict[int, list[tuple]] = {}
+        for t_apply, target, ramp in schedule:
+            k = max(0, int(np.floor((t_apply - t0 + half) / dt)))
             if start <= k < stop:
-                due.setdefault(k, []).append(target)
+                # A ramp under way at t0 keeps its real start; the others start at their step.
+                due.setdefault(k, []).append((min(t_apply, t0) if k == 0 else t0 + k * dt, target, ramp))
         k = start
         while k < stop:
-            for target in due.get(k, ()):
-                sim.set_command(JointCommand(target_q=target))
-            # Runs of steps without a command go in one advance call.
-            nxt = min([j for j in due if j > k] + [stop])
+            t = t0 + k * dt
+            changed = False
+            for t_event, target, ramp in due.get(k, ()):
+                changed |= servo.set(t_event, target, ramp)
+            if changed or servo.moving(t):
+                sim.set_command(JointCommand(target_q=servo.step_target(t, dt)))
+            # Steps without a command or a ramp under way go in one advance call.
+            nxt = k + 1 if servo.moving(t + dt) else min([j for j in due if j > k] + [stop])
             sim.advance(nxt - k)
             k = nxt
 
@@ -830,11 +859,12 @@ class TwinRunner:
         sim = self.started._sim
         snap = sim.snapshot()
         try:
-            sim.set_command(JointCommand(target_q=target))
+            servo = self._servo.copy()
             rows = []
             per = int(round(self.control_dt / self.physics_dt))
-            for _ in range(self.settings.shadow_steps):
-                sim.advance(per)
+            for row in range(self.settings.shadow_steps):
+                first = [(self._twin_t, target, None)] if row == 0 else ()
+                self._replay_commands(sim, servo, self._twin_t + row * per * self.physics_dt, 0, per, first)
                 rows.append(np.asarray(sim.get_state().joint_q, float))
                 hit = self._collision_in_twin(sim)
                 if hit is not None:
@@ -885,7 +915,7 @@ class TwinRunner:
         per joint over a 5 ms link)."""
         sim = self.started._sim
         if self.settings.sync and self.settings.resync == "rollback":
-            self._snapshots.append((self._twin_t, sim.snapshot(), False))
+            self._snapshots.append((self._twin_t, sim.snapshot(), False, self._servo.copy()))
         remaining = num_steps
         truth_every = max(1, int(round(self.settings.truth_period_s / self.physics_dt))) if self.settings.log_truth else 0
         history_every = max(1, int(round(self.settings.history_period_s / self.physics_dt)))
@@ -894,14 +924,17 @@ class TwinRunner:
             t = self._twin_t
             if truth_every and done % truth_every == 0:
                 self._log_truth(self.clock.now())
+            changed = False
             while self._pending and self._pending[0][0] <= t + 1e-12:
                 _, target, seq = self._pending.popleft()
-                sim.set_command(JointCommand(target_q=target))
+                changed |= self._servo.set(t, target)
                 self.commands.applied_in_twin(t, target, seq)
-            # Steps until the next queued command is due go in one advance call.
-            n = remaining
+            if changed or self._servo.moving(t):
+                sim.set_command(JointCommand(target_q=self._servo.step_target(t, self.physics_dt)))
+            # Steps until the next queued command is due go in one advance call (one at a time on a ramp).
+            n = 1 if self._servo.moving(t + self.physics_dt) else remaining
             if self._pending:
-                n = min(remaining, max(1, int(np.ceil((self._pending[0][0] - t) / self.physics_dt - 1e-9))))
+                n = min(n, max(1, int(np.ceil((self._pending[0][0] - t) / self.physics_dt - 1e-9))))
             if truth_every:
                 n = min(n, truth_every - done % truth_every)
             n = min(n, history_every - done % history_every)
