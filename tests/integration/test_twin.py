@@ -118,6 +118,8 @@ def test_scheduled_commands_take_the_link_jitter_out_of_the_twin(tmp_path):
 
     with pytest.raises(VlatwinError, match="command lead"):
         TwinRunner(CONFIG, TwinSettings(policy=policy, robot=robot, command_lead_s=float("nan")), log_path=tmp_path / "nan.mcap")
+    with pytest.raises(VlatwinError, match="servo ramp"):
+        TwinRunner(CONFIG, TwinSettings(policy=policy, robot=robot, servo_ramp_s=float("nan")), log_path=tmp_path / "nan2.mcap")
 
 
 def test_a_twin_that_matches_the_robot_is_left_alone(tmp_path):
@@ -257,19 +259,23 @@ def test_cli_run_and_replay(synced_and_open, tmp_path):
     assert "J (robot vs open-loop replay)" in res.stdout
     out = tmp_path / "cli"
     res = subprocess.run(
-        [sys.executable, "-m", "vlatwin.cli.main", "twin", "run", str(CONFIG), "--policy", "expert", "--robot", "emulated?latency_ms=20",
-         "--duration", "1", "--out", str(out), "--no-progress", "--command-lead-ms", "60"], capture_output=True, text=True, env=env,
+        [sys.executable, "-m", "vlatwin.cli.main", "twin", "run", str(CONFIG), "--policy", "expert", "--robot", "emulated?latency_ms=20&ramp_ms=50",
+         "--duration", "1", "--out", str(out), "--no-progress", "--command-lead-ms", "60", "--servo-ramp-ms", "50"], capture_output=True,
+        text=True, env=env,
     )
     assert res.returncode == 0, res.stderr
     assert (out / "run.mcap").stat().st_size > 0 and (out / "summary.html").is_file()
-    scheduled = [m for _, m in _mcap_messages(out / "run.mcap")["/command/safe"] if "apply_time" in m]
+    msgs = _mcap_messages(out / "run.mcap")
+    scheduled = [m for _, m in msgs["/command/safe"] if "apply_time" in m]
     assert len(scheduled) >= 15
-    res = subprocess.run(
-        [sys.executable, "-m", "vlatwin.cli.main", "twin", "run", str(CONFIG), "--policy", "expert", "--command-lead-ms", "0",
-         "--out", str(tmp_path / "bad_lead"), "--no-progress"], capture_output=True, text=True, env=env,
-    )
-    lines = [line for line in res.stderr.splitlines() if line.strip() and "Warp" not in line]
-    assert res.returncode == 2 and len(lines) == 1 and "--command-lead-ms must be" in lines[0], res.stderr
+    assert msgs["/robot/state"][-1][1]["status"]["target_ramp_s"] == 0.05
+    for flag, value in (("--command-lead-ms", "0"), ("--servo-ramp-ms", "-5")):
+        res = subprocess.run(
+            [sys.executable, "-m", "vlatwin.cli.main", "twin", "run", str(CONFIG), "--policy", "expert", flag, value,
+             "--out", str(tmp_path / "bad_value"), "--no-progress"], capture_output=True, text=True, env=env,
+        )
+        lines = [line for line in res.stderr.splitlines() if line.strip() and "Warp" not in line]
+        assert res.returncode == 2 and len(lines) == 1 and f"{flag} must be" in lines[0], res.stderr
     res = subprocess.run(
         [sys.executable, "-m", "vlatwin.cli.main", "twin", "run", str(CONFIG), "--policy", "expert", "--robot", "serial:///dev/x",
          "--out", str(tmp_path / "bad"), "--no-progress"], capture_output=True, text=True, env=env,

@@ -54,6 +54,11 @@ def register(groups) -> None:
         "jitter; each also repeats the one before, so a lost packet is recovered when MS >= one control period + "
         "the largest one-way delay (latency + 3-4 x jitter). Costs MS of reaction time (default: on arrival)",
     )
+    run.add_argument(
+        "--servo-ramp-ms", type=float, default=None, metavar="MS",
+        help="the robot's servo ramps to each new target over MS (as interpolating arm controllers do); the twin runs "
+        "the same ramp. Default: what the robot reports (the emulated robot's ramp_ms option), else 0 (steps)",
+    )
     run.add_argument("--stop-on-success", action="store_true", help="end when the task succeeds")
     run.add_argument("--no-progress", action="store_true", help="hide the status line")
     run.set_defaults(func=cmd_run)
@@ -101,6 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise VlatwinError(
             f"--command-lead-ms must be in (0, 2000] ms, above the link's one-way delay; got {args.command_lead_ms}"
         )
+    if args.servo_ramp_ms is not None and not 0 <= args.servo_ramp_ms <= 1000:
+        raise VlatwinError(f"--servo-ramp-ms must be in [0, 1000] ms (0: the robot steps), got {args.servo_ramp_ms}")
     out = args.out
     if out.exists() and not out.is_dir():
         raise VlatwinError(f"{out}: output path is a file; give a folder")
@@ -112,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         policy=args.policy, robot=args.robot, duration_s=args.duration, seed=args.seed, init_state=args.init_state,
         sync=not args.no_sync, shadow=not args.no_shadow, stop_on_success=args.stop_on_success,
         command_lead_s=None if args.command_lead_ms is None else args.command_lead_ms * 1e-3,
+        servo_ramp_s=None if args.servo_ramp_ms is None else args.servo_ramp_ms * 1e-3,
     )
     try:
         runner = TwinRunner(args.config, settings, log_path=out / "run.mcap", progress=_status_line(not args.no_progress and sys.stderr.isatty()))

@@ -277,6 +277,12 @@ class TwinRunner:
                 f"twin: the command lead (--command-lead-ms) must be in (0, 2000] ms, above the link's one-way delay; got "
                 f"{lead * 1e3 if isinstance(lead, (int, float)) else lead!r} ms"
             )
+        ramp = s.servo_ramp_s
+        if ramp is not None and not (isinstance(ramp, (int, float)) and math.isfinite(ramp) and 0 <= ramp <= 1.0):
+            raise VlatwinError(
+                f"twin: the servo ramp (--servo-ramp-ms) must be in [0, 1000] ms (0: the robot steps to each target); got "
+                f"{ramp * 1e3 if isinstance(ramp, (int, float)) else ramp!r} ms"
+            )
 
     # ---------------------------------------------------------------- the loop
     def run(self, *, html: str | Path | None = None) -> TwinResult:
