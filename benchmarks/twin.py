@@ -10,7 +10,12 @@
     back): the part of the error that is the link's and not the twin's. A second row per link schedules the
     commands (``command_lead_s``: each takes effect 140 ms after it is sent, on the robot clock, and repeats
     the one before), which takes the jitter and single losses out of both twins; its ratio is against the
-    unscheduled open-loop twin;
+    unscheduled open-loop twin. A third row gives the robot an interpolating servo (``ramp_ms``, 50 ms: each
+    target reached over a ramp, as real arm controllers do; the twin runs the same ramp), scheduled, against
+    that robot's unscheduled open-loop twin. On the issue's link a last row fits the twin first
+    (``sysid``: drive gains and link masses from 12.5 s of excitation of the same hidden robot over a 20 ms
+    link) and runs the identified twin, scheduled, synchronized vs open loop: synchronization takes out the
+    link, identification the parameters;
 (c) shadow-mode veto latency: control-step time with the shadow roll-out minus without, per command.
 
 Speed and ratios are printed, never asserted (the machine is shared and noisy).
@@ -42,8 +47,26 @@ def _oracle_runner():
     return OracleTwinRunner
 
 
+def identified_params(robot: str, seconds: float = 12.5, workers: int = 2):
+    """The twin's parameters fitted (drive gains + link masses, ``vlatwin sysid``) to an excitation of ``robot``."""
+    from vlatwin.sysid.data import load_recording
+    from vlatwin.sysid.fit import FitSettings, fit
+    from vlatwin.sysid.params import parse_groups
+    from vlatwin.twin.runner import TwinRunner, TwinSettings
+
+    with tempfile.TemporaryDirectory() as tmp:
+        log = Path(tmp) / "excite.mcap"
+        TwinRunner(CONFIG, TwinSettings(policy="excite?amplitude=0.2&sequential=1.5", robot=robot, duration_s=seconds),
+                   log_path=log).run()
+        t0 = time.perf_counter()
+        result, pool = fit(load_recording(log), FitSettings(groups=parse_groups("drive_gains,masses"), holdout=0.2, workers=workers))
+        pool.close()
+    return result.params, time.perf_counter() - t0
+
+
 def twin_run(robot: str, duration: float, *, sync: bool, shadow: bool = True, log_truth: bool = True,
-             oracle: bool = False, lead: float | None = None, policy: str = "excite?amplitude=0.3&period=4"):
+             oracle: bool = False, lead: float | None = None, policy: str = "excite?amplitude=0.3&period=4",
+             params=None):
     """(time RMS, RMS at the control steps) of |q_twin - q_true| over the 7 arm joints [rad], wall [s], steps."""
     from vlatwin.twin.runlog import read_runlog
     from vlatwin.twin.runner import TwinRunner, TwinSettings
@@ -56,6 +79,8 @@ def twin_run(robot: str, duration: float, *, sync: bool, shadow: bool = True, lo
                                  log_truth=log_truth, command_lead_s=lead),
             log_path=log,
         )
+        if params is not None:
+            runner.started._sim.set_params(params)  # the identified twin; the robot keeps its hidden truth
         t0 = time.perf_counter()
         result = runner.run()
         wall = time.perf_counter() - t0
@@ -77,27 +102,38 @@ def main(argv=None) -> int:
     parser.add_argument("--link-samples", type=int, default=2000)
     parser.add_argument("--lead-ms", type=float, default=140.0,
                         help="command lead of the scheduled rows [ms]: one period + latency + 4 x jitter, so a lost packet's repeat is in time")
+    parser.add_argument("--ramp-ms", type=float, default=50.0, help="servo ramp of the interpolating-robot rows [ms]")
+    parser.add_argument("--cases", default="issue,jitter,loss,mismatch,mismatch0",
+                        help="links of (b), comma separated (default: all): issue, jitter, loss, mismatch, mismatch0")
+    parser.add_argument("--skip-identified", action="store_true", help="skip the identified-twin row (a 2-3 min fit)")
+    parser.add_argument("--skip-link", action="store_true", help="skip (a)")
     args = parser.parse_args(argv)
 
     from twin_link import run as link_run
 
-    link = link_run(n=args.link_samples)
-    print("(a) state stream at 1 kHz, loopback:")
-    for key, value in link.items():
-        print(f"    {key}: {value:.3f}" if isinstance(value, float) else f"    {key}: {value}")
+    if not args.skip_link:
+        link = link_run(n=args.link_samples)
+        print("(a) state stream at 1 kHz, loopback:")
+        for key, value in link.items():
+            print(f"    {key}: {value:.3f}" if isinstance(value, float) else f"    {key}: {value}")
 
     print(f"(b) twin fidelity over a {args.duration:g} s multi-sine motion (time RMS |q_twin - q_true| over 7 arm "
           "joints; [at the control steps]; goal: synchronized <= 0.10 x open loop):")
     base = "offset_s=0.3&seed=1"
     cases = {
-        "the issue's link: 50+-10 ms, 5 % loss, 20 % mismatch, noise, drift":
-            "latency_ms=50&jitter_ms=10&loss=0.05&mismatch=0.2&noise_q=0.0005&drift_ppm=50",
-        "jitter alone (50+-10 ms)": "latency_ms=50&jitter_ms=10",
-        "loss alone (50 ms, 5 %)": "latency_ms=50&loss=0.05",
-        "mismatch + noise alone (50 ms)": "latency_ms=50&mismatch=0.2&noise_q=0.0005",
-        "mismatch + noise, no latency": "latency_ms=0&mismatch=0.2&noise_q=0.0005",
+        "issue": ("the issue's link: 50+-10 ms, 5 % loss, 20 % mismatch, noise, drift",
+                  "latency_ms=50&jitter_ms=10&loss=0.05&mismatch=0.2&noise_q=0.0005&drift_ppm=50"),
+        "jitter": ("jitter alone (50+-10 ms)", "latency_ms=50&jitter_ms=10"),
+        "loss": ("loss alone (50 ms, 5 %)", "latency_ms=50&loss=0.05"),
+        "mismatch": ("mismatch + noise alone (50 ms)", "latency_ms=50&mismatch=0.2&noise_q=0.0005"),
+        "mismatch0": ("mismatch + noise, no latency", "latency_ms=0&mismatch=0.2&noise_q=0.0005"),
     }
-    for name, spec in cases.items():
+    chosen = [c.strip() for c in args.cases.split(",") if c.strip()]
+    unknown = [c for c in chosen if c not in cases]
+    if unknown:
+        parser.error(f"--cases: unknown {unknown}; known: {', '.join(cases)}")
+    for key in chosen:
+        name, spec = cases[key]
         robot = f"emulated?{spec}&{base}"
         (synced, synced_steps), _, _ = twin_run(robot, args.duration, sync=True)
         (open_loop, open_steps), _, _ = twin_run(robot, args.duration, sync=False)
@@ -113,6 +149,24 @@ def main(argv=None) -> int:
         print(f"        scheduled ({args.lead_ms:g} ms lead): synchronized {s_synced * 1e3:6.2f} [{s_synced_steps * 1e3:6.2f}] "
               f"mrad   open loop {s_open * 1e3:6.2f} [{s_open_steps * 1e3:6.2f}] mrad   ratio to the unscheduled open loop "
               f"{s_synced / open_loop:.2f} [{s_synced_steps / open_steps:.2f}]", flush=True)
+        ramped = f"{robot}&ramp_ms={args.ramp_ms:g}"
+        (r_open, r_open_steps), _, _ = twin_run(ramped, args.duration, sync=False)
+        (r_synced, r_synced_steps), _, _ = twin_run(ramped, args.duration, sync=True, lead=lead)
+        (r_s_open, _), _, _ = twin_run(ramped, args.duration, sync=False, lead=lead)
+        print(f"        {args.ramp_ms:g} ms servo ramp, scheduled: synchronized {r_synced * 1e3:6.2f} [{r_synced_steps * 1e3:6.2f}] mrad   "
+              f"open loop {r_s_open * 1e3:6.2f} mrad   unscheduled open loop {r_open * 1e3:6.2f} [{r_open_steps * 1e3:6.2f}] mrad   "
+              f"ratio {r_synced / r_open:.2f} [{r_synced_steps / r_open_steps:.2f}]", flush=True)
+        if key == "issue" and not args.skip_identified:
+            # Same seed and mismatch: the same hidden parameters, excited over a quiet 20 ms link.
+            excite = f"emulated?latency_ms=20&mismatch=0.2&noise_q=0.0005&{base}&ramp_ms={args.ramp_ms:g}"
+            params, fit_wall = identified_params(excite)
+            (i_synced, i_synced_steps), _, _ = twin_run(ramped, args.duration, sync=True, lead=lead, params=params)
+            (i_s_open, _), _, _ = twin_run(ramped, args.duration, sync=False, lead=lead, params=params)
+            (i_open, i_open_steps), _, _ = twin_run(ramped, args.duration, sync=False, params=params)
+            print(f"        identified twin (gains + masses fitted in {fit_wall:.0f} s), {args.ramp_ms:g} ms ramp, scheduled: "
+                  f"synchronized {i_synced * 1e3:6.2f} [{i_synced_steps * 1e3:6.2f}] mrad   open loop {i_s_open * 1e3:6.2f} mrad   "
+                  f"unscheduled open loop {i_open * 1e3:6.2f} [{i_open_steps * 1e3:6.2f}] mrad   ratio {i_synced / i_open:.3f} "
+                  f"[{i_synced_steps / i_open_steps:.3f}]", flush=True)
 
     robot = "emulated?latency_ms=20&seed=1"
     _, with_shadow, steps = twin_run(robot, 5.0, sync=True, shadow=True, log_truth=False)
