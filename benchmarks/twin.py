@@ -103,15 +103,15 @@ def main(argv=None) -> int:
     parser.add_argument("--lead-ms", type=float, default=140.0,
                         help="command lead of the scheduled rows [ms]: one period + latency + 4 x jitter, so a lost packet's repeat is in time")
     parser.add_argument("--ramp-ms", type=float, default=50.0, help="servo ramp of the interpolating-robot rows [ms]")
-    parser.add_argument("--cases", default="issue,jitter,loss,mismatch,mismatch0",
-                        help="links of (b), comma separated (default: all): issue, jitter, loss, mismatch, mismatch0")
+    parser.add_argument("--cases", default="issue,link,jitter,loss,mismatch,mismatch0",
+                        help="links of (b), comma separated (default: all): issue, link, jitter, loss, mismatch, mismatch0")
     parser.add_argument("--skip-identified", action="store_true", help="skip the identified-twin row (a 2-3 min fit)")
-    parser.add_argument("--skip-link", action="store_true", help="skip (a)")
+    parser.add_argument("--skip-stream", action="store_true", help="skip (a), the state-stream latency")
     args = parser.parse_args(argv)
 
     from twin_link import run as link_run
 
-    if not args.skip_link:
+    if not args.skip_stream:
         link = link_run(n=args.link_samples)
         print("(a) state stream at 1 kHz, loopback:")
         for key, value in link.items():
@@ -123,6 +123,7 @@ def main(argv=None) -> int:
     cases = {
         "issue": ("the issue's link: 50+-10 ms, 5 % loss, 20 % mismatch, noise, drift",
                   "latency_ms=50&jitter_ms=10&loss=0.05&mismatch=0.2&noise_q=0.0005&drift_ppm=50"),
+        "link": ("the issue's link alone: 50+-10 ms, 5 % loss, drift", "latency_ms=50&jitter_ms=10&loss=0.05&drift_ppm=50"),
         "jitter": ("jitter alone (50+-10 ms)", "latency_ms=50&jitter_ms=10"),
         "loss": ("loss alone (50 ms, 5 %)", "latency_ms=50&loss=0.05"),
         "mismatch": ("mismatch + noise alone (50 ms)", "latency_ms=50&mismatch=0.2&noise_q=0.0005"),
