@@ -481,3 +481,24 @@ def test_an_interpolating_servo_ramps_to_each_target_and_reports_its_events(setu
         np.testing.assert_allclose(frac, 0.4, atol=1e-9)  # q_d of the step before 20 ms = the ramp at 20 ms
     finally:
         robot.disconnect()
+
+
+@pytest.mark.parametrize("ramp_s", [0.0, 0.05])
+def test_a_command_whose_ttl_ends_within_one_step_is_still_held(setup, ramp_s):
+    """A TTL shorter than a physics step: the command is past it at the boundary it is applied, so the robot goes
+    straight to holding; what it holds is that command's target (ramped like any other), not the one before."""
+    clock = VirtualClock()
+    robot = _robot(setup, clock, ramp_s=ramp_s, hold_s=0.2)
+    try:
+        q0 = robot.truth().q.copy()
+        target = q0.copy()
+        target[0] += 0.2
+        clock.set(0.0101)  # between step boundaries: the command is applied at the next one, 1.6 ms later
+        robot.send_action(RobotAction(target, seq=1, send_time=clock.now(), expires_at=clock.now() + 0.0005))
+        clock.set(0.1)
+        obs = robot.get_observation()
+        assert obs.status["mode"] == "holding"
+        np.testing.assert_allclose(obs.joint_q_desired[0], target[0], atol=1e-12)
+        assert robot.truth().q[0] > q0[0] + 0.1
+    finally:
+        robot.disconnect()

@@ -710,8 +710,9 @@ class EmulatedRobot(Robot):
         target = np.clip(np.asarray(target, dtype=np.float64), self._lower, self._upper)
         if mode in ("running", "holding"):
             # A command's target: the servo ramps to it (one step with ramp_s = 0). Its event starts when the ramp
-            # does; a target equal to the goal starts nothing (target_time stays).
-            if new and mode == "running" and self._ramp.set(t, target):
+            # does; a target equal to the goal starts nothing (target_time stays). A new command already past its
+            # TTL at this boundary (a TTL under one step) is held, so it is still this command's target.
+            if new and self._ramp.set(t, target):
                 self._target_time = self.robot_clock(t)
             desired = np.clip(self._ramp.step_target(t, self._dt), self._lower, self._upper)
         else:
