@@ -60,7 +60,7 @@ def identified_params(robot: str, seconds: float = 12.5, workers: int = 2):
                    log_path=log).run()
         t0 = time.perf_counter()
         result, pool = fit(load_recording(log), FitSettings(groups=parse_groups("drive_gains,masses"), holdout=0.2, workers=workers))
-        pool.close()
+        pool.close()  # fit() closes its pool itself when it raises
     return result.params, time.perf_counter() - t0
 
 

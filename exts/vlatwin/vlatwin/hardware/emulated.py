@@ -156,7 +156,8 @@ class EmulationParams:
     ramp_s: float = 0.0
     """Interpolating servo: each new command's target is reached over a linear ramp of this duration [s] from
     the desired position when it is applied (0: a step, the drive sees the target at once). A ramp of one
-    control period keeps a 20 Hz command stream continuous and the drives out of torque saturation."""
+    control period keeps a 20 Hz command stream continuous (the Panda's stiff drives still saturate on large
+    target changes)."""
     max_decel: float = 5.0
     """Deceleration limit of the expiry/e-stop stop [rad/s^2 | m/s^2]."""
     joint_limit_clip: bool = True
