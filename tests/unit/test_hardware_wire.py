@@ -126,6 +126,25 @@ def test_encode_refuses_what_decode_would():
         encode({"v": 2, "type": "ping", "seq": 1, "t_send": 0.0, "t1": 0.0})
 
 
+@pytest.mark.parametrize("target", [
+    np.array([1, -2, 3], dtype=np.int32), np.array([1, 2, 3], dtype=np.uint8), np.array([1.0, -2.0, 3.0], dtype=np.float32),
+    [1, -2, 3], (1.0, -2.0, 3.0), [np.float32(1.0), np.int64(-2), 3.0],
+])
+def test_vectors_of_any_numeric_kind_travel_as_floats(target):
+    """Integer and float32 arrays, tuples and numpy scalars are packed as msgpack floats and decode to float64."""
+    data = encode(message("command", seq=1, t_send=0.0, target_q=target, mode="joint_pos"))
+    packed = msgpack.unpackb(data)["target_q"]
+    assert [type(x) for x in packed] == [float, float, float]
+    assert np.array_equal(decode(data)["target_q"], np.asarray(target, dtype=np.float64))
+
+
+@pytest.mark.parametrize("target, match", [([1, 10**400], "too large"), (np.array([1.0, np.inf], dtype=np.float32), "NaN or Inf"),
+                                           ([1.0, True], "numbers only"), (np.array([1 + 2j]), "numeric"), (np.zeros(65), "1..64")])
+def test_encode_refuses_vectors_that_are_not_finite_floats(target, match):
+    with pytest.raises(WireError, match=match):
+        encode(message("command", seq=1, t_send=0.0, target_q=target, mode="joint_pos"))
+
+
 def test_addresses_tokens_and_robot_specs():
     """Address parsing, constant-time token check, and --robot spec errors are one line."""
     assert parse_tcp_address("tcp://127.0.0.1:5555") == ("127.0.0.1", 5555)

@@ -47,6 +47,7 @@ import collections
 import heapq
 import hmac
 import logging
+import math
 import random
 import threading
 import time
@@ -367,7 +368,6 @@ class RobotAgent:
         if key == self._last_obs_key:
             return
         self._last_obs_key = key
-        self._offset.add_state(obs.robot_time, obs.host_time)
         status = {k: v for k, v in (obs.status or {}).items() if isinstance(k, str) and _is_scalar(v)}
         status["estop"] = bool(self._estop or status.get("estop", False))
         status["agent_command_seq"] = int(self._dispatched_seq)  # forwarded to the driver (the driver's own may lag)
@@ -387,6 +387,7 @@ class RobotAgent:
             joint_q_goal=getattr(obs, "joint_q_goal", None), status=status,
             session=self.session,
         ))
+        self._offset.add_state(obs.robot_time, obs.host_time)  # after the send: bookkeeping adds no latency
 
     def _send_sensors(self, obs) -> None:
         """One ``sensor`` frame per camera image and LIDAR cloud of ``obs``, before its state."""
@@ -606,7 +607,7 @@ class RobotAgent:
 def _is_scalar(value: Any) -> bool:
     if value is None or isinstance(value, (bool, str, int, np.integer)):
         return True
-    return isinstance(value, (float, np.floating)) and bool(np.isfinite(value))
+    return isinstance(value, (float, np.floating)) and math.isfinite(value)  # math, not numpy: runs per state
 
 
 __all__ = ["DEFAULT_ADDRESS", "RobotAgent", "check_token", "is_loopback", "parse_tcp_address"]
