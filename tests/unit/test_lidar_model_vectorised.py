@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from vlatwin.sensors.camera.labels import LabelTable
-from vlatwin.sensors.lidar.newton_lidar import POINT_DTYPE, _XYZ_VIEW, shape_tables
+from vlatwin.sensors.lidar.newton_lidar import shape_tables
 from vlatwin.sensors.lidar.profiles import DropoutCfg, resolve_profile
 from vlatwin.sensors.lidar.sensor_model import REFERENCE_RANGE, returns
 
@@ -82,13 +82,3 @@ def test_shape_tables_match_per_scan_lookup():
     for got, want in ((refl_of[row], want_refl), (semantic_of[row], want_sem), (instance_of[row], want_inst)):
         assert got.dtype == want.dtype
         np.testing.assert_array_equal(got, want)
-
-
-def test_xyz_view_writes_the_position_fields():
-    """The (M, 3) view of a point buffer writes x, y, z and nothing else."""
-    pts = np.zeros(4, dtype=POINT_DTYPE)
-    pts["intensity"], pts["ring"] = 0.5, 7
-    xyz = np.arange(12, dtype=np.float32).reshape(4, 3)
-    np.multiply(xyz, np.float32(2.0), out=pts.view(_XYZ_VIEW)["xyz"])
-    np.testing.assert_array_equal(np.stack([pts["x"], pts["y"], pts["z"]], axis=1), xyz * 2)
-    assert np.all(pts["intensity"] == 0.5) and np.all(pts["ring"] == 7) and np.all(pts["t"] == 0)

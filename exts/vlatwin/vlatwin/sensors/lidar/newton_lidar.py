@@ -187,9 +187,6 @@ class LidarNewton(Sensor):
         self._blocks, self._block_times = self._blocks_of(self._scan_pattern)
         # Points go straight into a scan-sized buffer that finish() shrinks to the filled part and hands out.
         self._scan_buffer = np.empty(len(self._scan_pattern.times), dtype=POINT_DTYPE)
-        # x, y, z are the first three float32 fields: one (N, 3) view writes them together (made once per
-        # scan: numpy's structured-view safety check costs ~70 us).
-        self._scan_xyz = self._scan_buffer.view(_XYZ_VIEW)["xyz"]
         self._count = 0
 
     def sample(self, k: int) -> None:
@@ -213,7 +210,12 @@ class LidarNewton(Sensor):
         dirs_hit = cast_dirs.take(hit, axis=0)
         dirs_w = dirs_hit @ T_w_s[:3, :3].T.astype(np.float32)
         normals_hit = normals_w.take(hit, axis=0)
-        cos_inc = np.abs(np.einsum("ij,ij->i", normals_hit, dirs_w))
+        # The 3-term dot product column by column: the same float32 operations in the same order as
+        # einsum("ij,ij->i") (bit-identical), about 3x faster on (N, 3) rows.
+        cos_inc = normals_hit[:, 0] * dirs_w[:, 0]
+        cos_inc += normals_hit[:, 1] * dirs_w[:, 1]
+        cos_inc += normals_hit[:, 2] * dirs_w[:, 2]
+        np.abs(cos_inc, out=cos_inc)
         refl_of, semantic_of, instance_of = self._shape_tables()
         shape_row = np.minimum(shape_index.take(hit), len(refl_of) - 1)
         keep, measured, intensity = returns(depth.take(hit), cos_inc, refl_of.take(shape_row), profile, rng)
@@ -221,9 +223,12 @@ class LidarNewton(Sensor):
         sel = hit.take(kept)
         kept_rows = shape_row.take(kept)
         start, stop = self._count, self._count + len(sel)
-        pts, xyz = self._scan_buffer[start:stop], self._scan_xyz[start:stop]
+        pts = self._scan_buffer[start:stop]
         directions = dirs_hit.take(kept, axis=0) if cast_dirs is nominal else nominal.take(sel, axis=0)
-        np.multiply(directions, measured.take(kept)[:, None], out=xyz)
+        ranges = measured.take(kept)
+        # One field at a time: a (N, 3) multiply into the strided record view is ~3x slower (same products).
+        for axis, field in enumerate("xyz"):
+            np.multiply(directions[:, axis], ranges, out=pts[field])
         pts["intensity"] = intensity.take(kept)
         pts["t"] = times.take(sel)
         pts["ring"] = pattern.rings[block].take(sel)
@@ -234,7 +239,7 @@ class LidarNewton(Sensor):
     def finish(self) -> np.ndarray:
         """The scan as a :data:`POINT_DTYPE` array."""
         count, points = self._count, self._scan_buffer
-        self._count, self._scan_buffer, self._scan_xyz = 0, np.empty(0, dtype=POINT_DTYPE), None
+        self._count, self._scan_buffer = 0, np.empty(0, dtype=POINT_DTYPE)
         try:
             points.resize(count)  # in place (realloc): no copy, no memory held past the points
         except ValueError:  # the buffer is still referenced somewhere (refcheck): copy out instead
@@ -277,11 +282,6 @@ def shape_tables(labels, reflectivity: np.ndarray) -> tuple[np.ndarray, np.ndarr
     refl[: len(reflectivity)] = reflectivity
     semantic, instance = labels.lookup_images(np.arange(n + 1, dtype=np.uint32))
     return refl, semantic, instance
-
-
-_XYZ_VIEW = np.dtype({"names": ["xyz"], "formats": [("<f4", (3,))], "offsets": [0], "itemsize": POINT_DTYPE.itemsize})
-"""A :data:`POINT_DTYPE` record seen as its leading (x, y, z) float32 triple."""
-assert [POINT_DTYPE.fields[f][1] for f in "xyz"] == [0, 4, 8] and POINT_DTYPE["x"] == np.float32
 
 
 def points_to_world(points: np.ndarray, pose_at: Callable[[float], np.ndarray], profile, blocks: int) -> np.ndarray:
