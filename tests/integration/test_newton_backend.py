@@ -50,6 +50,25 @@ def test_drive_targets_reach_within_1e2_rad(newton_sim):
     assert error[7:].max() < 1e-3, error
 
 
+def test_xpbd_does_not_enforce_effort_limits_and_says_so(newton_sim):
+    """Capabilities.effort_limits is False because it is true: a 0.3 rad step on joint 4 moves it further in one
+    step than the authored effort limit could (|tau| <= 87 N*m on the joint's inertia); the reported effort is
+    still clipped to that limit."""
+    assert newton_sim.capabilities.effort_limits is False
+    newton_sim.step(JointCommand(target_q=newton_sim.get_state().joint_q), num_steps=300)  # settle under gravity
+    before = newton_sim.get_state()
+    target = before.joint_q.copy()
+    target[3] += 0.3
+    newton_sim.step(JointCommand(target_q=target), num_steps=1)
+    after = newton_sim.get_state()
+    dt = newton_sim.physics_dt
+    # From rest, |tau| <= 87 N*m and the forearm + hand's inertia about joint 4 (>= 0.05 kg*m^2 for ~2.5 kg at
+    # >= 0.15 m) bound the first step's travel by 0.5 * (87 / 0.05) * dt^2 < 3 mrad; XPBD's drive goes much further.
+    moved = after.joint_q[3] - before.joint_q[3]
+    assert moved > 10 * 0.5 * (87.0 / 0.05) * dt**2, moved
+    assert np.all(np.abs(after.joint_effort[:4]) <= 87.0 + 1e-9) and abs(after.joint_effort[3]) == pytest.approx(87.0)
+
+
 def test_nan_target_keeps_joint_target(newton_sim):
     """A NaN in the command leaves that joint's drive target unchanged; targets are clipped to the limits."""
     state = newton_sim.get_state()

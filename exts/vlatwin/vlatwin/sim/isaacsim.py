@@ -608,7 +608,7 @@ class SimBackendIsaac(SimBackend):
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities(name=self.name, device=self._device or "cuda:0", cameras=True, lidar=True)
+        return Capabilities(name=self.name, device=self._device or "cuda:0", cameras=True, lidar=True, effort_limits=True)
 
     def close(self) -> None:
         if self.physics is not None:

@@ -539,6 +539,11 @@ class SimBackendNewton(SimBackend):
         XPBD enforces drives as compliant constraints and reports no joint torques, so this is the
         torque a motor-current sensor would read for the commanded PD law (passive damping and friction
         are losses in the joint, not actuator output).
+
+        The clip is the report's only: XPBD ignores ``joint_effort_limit``. Measured on the Panda stage
+        (57 kN*m/rad drives, 87 N*m limit): a 0.3 rad target step moves joint 4 by 0.11 rad in the first
+        1.7 ms step (thousands of N*m), and at rest the law reads 300+ N*m on joint 4 (5.5 mrad of sag)
+        while 87 is reported. So a reading at the limit does not mean the joint was torque-limited.
         """
         ke = self.model.joint_target_ke.numpy()[self._cmd_qd_idx].astype(np.float64)
         kd = self._drive_kd0  # the model's kd also carries passive damping (see _write_damping)
@@ -803,6 +808,7 @@ class SimBackendNewton(SimBackend):
             cameras=True,
             lidar=True,
             graph_capture=self._use_graph,
+            effort_limits=False,  # neither XPBD nor VBD enforces Model.joint_effort_limit
         )
 
     def close(self) -> None:

@@ -21,6 +21,9 @@ class Capabilities:
     cameras: bool = False
     lidar: bool = False
     graph_capture: bool = False
+    effort_limits: bool = False
+    """Drives never apply more than the joints' authored effort limits (``maxForce``). Newton's XPBD and VBD do
+    not enforce them (Newton 1.8): a step there may apply far more, and only the reported efforts are clipped."""
 
 
 @dataclass(frozen=True, kw_only=True)
