@@ -114,8 +114,13 @@ def main(argv=None) -> int:
     if not args.skip_stream:
         link = link_run(n=args.link_samples)
         print("(a) state stream at 1 kHz, loopback:")
+        def fmt(value):
+            if isinstance(value, dict):
+                return "{" + ", ".join(f"{k}: {fmt(v)}" for k, v in value.items()) + "}"
+            return f"{value:.3f}" if isinstance(value, float) else str(value)
+
         for key, value in link.items():
-            print(f"    {key}: {value:.3f}" if isinstance(value, float) else f"    {key}: {value}")
+            print(f"    {key}: {fmt(value)}")
 
     print(f"(b) twin fidelity over a {args.duration:g} s multi-sine motion (time RMS |q_twin - q_true| over 7 arm "
           "joints; [at the control steps]; goal: synchronized <= 0.10 x open loop):")
