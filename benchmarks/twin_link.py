@@ -269,6 +269,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=1000.0, help="stream rate [Hz] (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=8, help="turns each path takes, alternating (default: %(default)s)")
     args = parser.parse_args(argv)
+    if args.n < 1 or args.rounds < 1 or not 0 < args.rate <= 1000:
+        parser.error("--n and --rounds must be >= 1 and --rate in (0, 1000] Hz (the agent's limit)")
     print(json.dumps(run(args.n, args.rate, args.rounds), indent=2))
     return 0
 

@@ -145,6 +145,11 @@ def test_encode_refuses_vectors_that_are_not_finite_floats(target, match):
         encode(message("command", seq=1, t_send=0.0, target_q=target, mode="joint_pos"))
 
 
+def test_encode_refuses_a_time_too_large_for_a_float():
+    with pytest.raises(WireError, match="t_send.*too large"):
+        encode(message("ping", seq=1, t_send=10**400, t1=0.0))
+
+
 def test_addresses_tokens_and_robot_specs():
     """Address parsing, constant-time token check, and --robot spec errors are one line."""
     assert parse_tcp_address("tcp://127.0.0.1:5555") == ("127.0.0.1", 5555)

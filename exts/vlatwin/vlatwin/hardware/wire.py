@@ -127,7 +127,10 @@ def _check_float(name: str, value: Any) -> float:
     if type(value) is not float:
         if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
             raise WireError(f"field {name!r} must be a number, got {type(value).__name__}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise WireError(f"field {name!r} is too large for a float") from None
     if not math.isfinite(value):
         raise WireError(f"field {name!r} is not finite ({value})")
     return value
