@@ -838,6 +838,7 @@ def build_stage_model(stage, stage_path, mesh_collision: str, wp, newton):
         raise StageError(f"{stage_path}: Newton could not import the stage: {exc}") from None
     for prim_path, source, file_path in external:
         _add_external_robot(builder, stage, prim_path, source, file_path, wp, newton)
+    newton_assets.align_revolute_axes_with_twist(builder, wp, newton)
     return builder
 
 def with_armature(mass0, inertia0, armature, child, revolute, axis_b):

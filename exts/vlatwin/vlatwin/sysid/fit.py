@@ -64,8 +64,11 @@ class FitSettings:
     seed: int = 0
     fd_step: float = 0.2
     """Finite-difference step in the dimensionless parameter space (20 % of a gain or mass, 0.2 typical sizes of
-    a value parameter). Small steps measure XPBD's roughness instead of the parameter's effect; the cost is
-    smooth on this scale (a secant slope is what the trust region needs)."""
+    a value parameter). Chosen when XPBD's joints were rough at small steps (a Newton 1.8 swing-decomposition
+    artefact the backend now avoids, see ``newton_assets.align_revolute_axes_with_twist``); the rollouts are
+    linear from 1e-4 to 1e-2 since. Measured on the gains + masses recording: 1 % steps reach a lower
+    cost (position RMS 35.5 against 40.2 urad) but masses 30 % off (they absorb the held gains' errors more
+    fully); 20 % steps leave them 1-8 % off."""
     restarts: int = 3
     """Fresh least-squares starts from the last optimum (each up to ``max_evaluations``)."""
     window_s: float = math.inf
@@ -77,9 +80,8 @@ class FitSettings:
     """Also fit the drive gains to the robot's reported drive efforts (when the recording has them, see
     :class:`DriveLawRows`): positions alone fix gains and masses only up to one common factor."""
     smooth_s: float = 0.1
-    """Residuals compare joint positions averaged over this window [s] (0: raw samples): the twin's
-    position solver rings at about 0.1 mrad, faster than any parameter's effect, and the average removes
-    that ringing and the encoder noise alike."""
+    """Residuals compare joint positions averaged over this window [s] (0: raw samples): the average removes
+    encoder noise and XPBD's fast ringing, which no parameter's effect resolves."""
 
 
 @dataclass
@@ -318,10 +320,11 @@ def _residual_floor(pool: RolloutPool, rec: Recording, rows: np.ndarray, cols: n
     """Per-joint standard deviation [rad | m] of an averaged residual the twin cannot explain at any parameters.
 
     Two parts: the encoder noise left after averaging (from second differences of the raw stream, where the
-    motion's share is acceleration * dt^2, i.e. nothing), and the twin's own sensitivity: XPBD's position solver
-    makes some joints (here the Panda's unloaded vertical ones) wander by ~0.1 mrad when a gain changes by
-    0.01 %, so two runs 1e-4 apart measure how much of a residual is chaos, not parameters. Residuals are
-    divided by it: joints where the twin is reproducible carry the fit, and the covariance is in units of it.
+    motion's share is acceleration * dt^2, i.e. nothing), and the twin's own sensitivity: two runs 1e-4 apart
+    in every stiffness. Before the backend re-framed revolute joints (``align_revolute_axes_with_twist``) XPBD
+    made the Panda's joints 1, 3 and 5 wander by ~0.1 mrad for that change (chaos, not parameters); now they
+    differ by their linear response, 6-12 urad, which widens the floor by a few %. Residuals are divided by it:
+    joints where the twin is reproducible carry the fit, and the covariance is in units of it.
     """
     noise = encoder_noise(rec.q[:, cols])
     noise_avg = noise / np.sqrt(max(1, problem.width) * max(1.0, problem.spacing * _rate(rec)))
@@ -441,7 +444,8 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
         x0 = x_full[free].copy()
         # Gains the drive efforts pin down come from the drive law alone (see DriveLawRows); the rollouts fit the
         # rest under them. Fitted jointly, the position rows bend the weakly loaded joints' gains to absorb XPBD's
-        # chaos (measured: joint 5's stiffness 33 % off where its efforts alone put it within 1 %).
+        # chaos (measured: joint 5's stiffness 33 % off where its efforts alone put it within 1 %; with the re-framed
+        # joints single gains still go 10-30 % off, the positions fix each drive's kd/kp but hardly its scale).
         pinned = [] if drive_rows is None else drive_rows.pinned(pset)
         rest = [i for i in range(len(pset)) if i not in pinned]
         if round_ == 0:
