@@ -108,3 +108,35 @@ def test_samples_without_a_reported_target_are_left_out():
     residuals = rows.residuals(SimParams(drive_stiffness=KP, drive_damping=KD))
     assert np.isfinite(residuals).all()
     assert np.all(np.abs(fit_gains(rows)[:2] - 1.0) < 0.01)
+
+
+def test_pinned_gains_uncertainty_is_carried_into_the_parameters_fitted_under_them():
+    """Two-stage linear model: p from its own data (covariance C_p), then r by least squares with p held. Over many
+    draws the spread of r-hat is the conditional covariance plus S C_p S^T, which is what the fit reports; the
+    conditional block alone (what it reported before) is several times too narrow here."""
+    from vlatwin.sysid.fit import _carry_pinned_uncertainty
+
+    rng = np.random.default_rng(3)
+    n, sigma_y = 200, 0.5
+    A = rng.normal(size=(n, 2))  # response of the rows to the fitted parameters r
+    B = 3.0 * A[:, :1] + rng.normal(size=(n, 1))  # ... and to the pinned one p: strongly aligned with r_1
+    r_true, p_true, sigma_p = np.array([1.0, -2.0]), np.array([0.5]), 0.05
+    draws = []
+    for _ in range(4000):
+        p_hat = p_true + sigma_p * rng.normal(size=1)
+        y = A @ r_true + B @ p_true + sigma_y * rng.normal(size=n)
+        draws.append(np.linalg.lstsq(A, y - B @ p_hat, rcond=None)[0])
+    empirical = np.cov(np.array(draws).T)
+
+    cov = np.zeros((3, 3))
+    cov[np.ix_([1, 2], [1, 2])] = sigma_y**2 * np.linalg.inv(A.T @ A)  # conditional block (index 0: pinned)
+    cov[0, 0] = sigma_p**2
+    # Residuals r = A x_r + B x_p - y: the Jacobians are A and B.
+    full = _carry_pinned_uncertainty(cov, A, B, pinned=[0], rest=[1, 2])
+    # Tolerance: the sampling error of a covariance from 4000 draws (off-diagonal about 1e-4 here).
+    np.testing.assert_allclose(full[1:, 1:], empirical, rtol=0.1, atol=3e-4)
+    assert empirical[0, 0] > 3 * cov[1, 1]  # the conditional block alone misses most of it
+    # The cross terms: r-hat moves against p-hat along S = -A^+ B.
+    S = -np.linalg.lstsq(A, B, rcond=None)[0]
+    np.testing.assert_allclose(full[1:, 0], (S * sigma_p**2).ravel())
+    np.testing.assert_allclose(full, full.T)
