@@ -157,9 +157,10 @@ def align_revolute_axes_with_twist(builder, wp, newton) -> int:
             continue
         dof = int(builder.joint_qd_start[j])
         axis = np.array(builder.joint_axis[dof], dtype=np.float64)
-        axis /= np.linalg.norm(axis)
-        if axis @ x_axis > 1.0 - 1e-12:
-            continue
+        norm = np.linalg.norm(axis)
+        if not norm > 1e-12 or axis @ x_axis > (1.0 - 1e-12) * norm:
+            continue  # already about x (or no axis at all, e.g. a URDF's xyz="0 0 0": left for Newton to judge)
+        axis /= norm
         rotation = _shortest_arc_xyzw(x_axis, axis)
         for frames in (builder.joint_X_p, builder.joint_X_c):
             frame = np.array(frames[j], dtype=np.float64)
