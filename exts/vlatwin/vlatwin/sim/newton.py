@@ -1018,18 +1018,6 @@ def _add_external_robot(builder, stage, prim_path, source, file_path, wp, newton
         cfg.target_ke, cfg.target_kd = saved
 
 
-def _quat_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Hamilton product of (N, 4) quaternions in Warp's (x, y, z, w) order."""
-    ax, ay, az, aw = a.T
-    bx, by, bz, bw = b.T
-    return np.stack([
-        aw * bx + ax * bw + ay * bz - az * by,
-        aw * by - ax * bz + ay * bw + az * bx,
-        aw * bz + ax * by - ay * bx + az * bw,
-        aw * bw - ax * bx - ay * by - az * bz,
-    ], axis=1)
-
-
 def _quat_rotate(q: np.ndarray, v: np.ndarray) -> np.ndarray:
     """Rotate (N, 3) vectors by (N, 4) (x, y, z, w) quaternions."""
     u, w = q[:, :3], q[:, 3:4]
@@ -1043,10 +1031,10 @@ def _compose_offsets(fk_new: np.ndarray, fk_now: np.ndarray, body_now: np.ndarra
     inv_q = fk_now[:, 3:].copy()
     inv_q[:, :3] *= -1.0
     # offset = FK_now^-1 * T_now
-    off_q = _quat_mul(inv_q, body_now[:, 3:])
+    off_q = newton_assets.quat_mul_xyzw(inv_q, body_now[:, 3:])
     off_p = _quat_rotate(inv_q, body_now[:, :3] - fk_now[:, :3])
     # T_new = FK_new * offset
-    new_q = _quat_mul(fk_new[:, 3:], off_q)
+    new_q = newton_assets.quat_mul_xyzw(fk_new[:, 3:], off_q)
     new_q /= np.linalg.norm(new_q, axis=1, keepdims=True)
     new_p = fk_new[:, :3] + _quat_rotate(fk_new[:, 3:], off_p)
     return np.concatenate([new_p, new_q], axis=1)

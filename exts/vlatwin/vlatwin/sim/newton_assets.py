@@ -164,7 +164,7 @@ def align_revolute_axes_with_twist(builder, wp, newton) -> int:
         rotation = _shortest_arc_xyzw(x_axis, axis)
         for frames in (builder.joint_X_p, builder.joint_X_c):
             frame = np.array(frames[j], dtype=np.float64)
-            quat = _quat_mul_xyzw(frame[3:7], rotation)
+            quat = quat_mul_xyzw(frame[3:7], rotation)
             frames[j] = wp.transform(wp.vec3(*frame[:3]), wp.quat(*(quat / np.linalg.norm(quat))))
         builder.joint_axis[dof] = wp.vec3(1.0, 0.0, 0.0)
         count += 1
@@ -181,16 +181,17 @@ def _shortest_arc_xyzw(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return quat / np.linalg.norm(quat)
 
 
-def _quat_mul_xyzw(a, b) -> np.ndarray:
-    """Hamilton product ``a * b`` of quaternions stored (x, y, z, w)."""
-    ax, ay, az, aw = (float(v) for v in a)
-    bx, by, bz, bw = (float(v) for v in b)
-    return np.array([
+def quat_mul_xyzw(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Hamilton product ``a * b`` of (..., 4) quaternions in Warp's (x, y, z, w) order."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    ax, ay, az, aw = np.moveaxis(a, -1, 0)
+    bx, by, bz, bw = np.moveaxis(b, -1, 0)
+    return np.stack([
         aw * bx + ax * bw + ay * bz - az * by,
         aw * by - ax * bz + ay * bw + az * bx,
         aw * bz + ax * by - ay * bx + az * bw,
         aw * bw - ax * bx - ay * by - az * bz,
-    ])
+    ], axis=-1)
 
 
 def armature_joints(model) -> list[str]:
