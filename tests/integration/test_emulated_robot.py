@@ -217,6 +217,31 @@ def test_mismatch_changes_the_trajectory_deterministically(setup):
     assert np.array_equal(a.params.body_mass[-2:], nominal.body_mass[-2:])  # objects keep their masses
 
 
+def test_effort_noise_is_added_to_the_reported_effort_only(setup):
+    """noise_effort: the reported drive effort scatters with that standard deviation about the noise-free one;
+    positions (and their own noise stream) are as without it, so adding it keeps a recording's encoder noise."""
+    observed = []
+    for noise in (0.0, 0.2):
+        clock = VirtualClock()
+        robot = _robot(setup, clock, noise_q=1e-4, noise_effort=noise, seed=5)
+        try:
+            q0 = robot.truth().q
+            efforts, qs = [], []
+            for k in range(40):
+                _drive(robot, clock, q0, 1, start=k)
+                clock.set((k + 1) * CONTROL_DT)
+                obs = robot.get_observation()
+                efforts.append(obs.joint_effort.copy())
+                qs.append(obs.joint_q.copy())
+            observed.append((np.array(efforts), np.array(qs)))
+        finally:
+            robot.disconnect()
+    (e0, q_a), (e1, q_b) = observed
+    assert np.array_equal(q_a, q_b)
+    diff = (e1 - e0).ravel()
+    assert abs(diff.std() - 0.2) < 0.03 and abs(diff.mean()) < 0.03
+
+
 def test_estop_latches_until_reset_and_a_new_command(setup):
     """E-stop: the robot stops and ignores commands; after reset it stays stopped until a new command."""
     clock = VirtualClock()
@@ -307,6 +332,7 @@ def test_options_parse_and_bad_values_are_one_line_errors():
             "drift_ppm": "50",
             "mismatch": "0.2",
             "noise_q": "0.0005",
+            "noise_effort": "0.1",
             "seed": "3",
             "rate_hz": "500",
             "up_loss": "0",
@@ -316,7 +342,7 @@ def test_options_parse_and_bad_values_are_one_line_errors():
             "ramp_ms": "50",
         }
     )
-    assert params.ramp_s == pytest.approx(0.05)
+    assert params.ramp_s == pytest.approx(0.05) and params.noise_effort == pytest.approx(0.1)
     assert params.latency_s == pytest.approx(0.05) and params.jitter_s == pytest.approx(0.01) and params.seed == 3
     assert params.link("up") == pytest.approx((0.05, 0.01, 0.0)) and params.link("down") == pytest.approx(
         (0.05, 0.01, 0.05)
@@ -333,6 +359,7 @@ def test_options_parse_and_bad_values_are_one_line_errors():
         {"spikes": "1:2"},
         {"ramp_ms": "-5"},
         {"ramp_ms": "nan"},
+        {"noise_effort": "-1"},
     ):
         with pytest.raises(VlatwinError) as err:
             EmulationParams.from_options(options)

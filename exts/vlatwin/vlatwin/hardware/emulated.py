@@ -127,6 +127,9 @@ class EmulationParams:
     """Standard deviation of the joint position sensor noise [rad | m]."""
     noise_qd: float = 0.0
     """Standard deviation of the joint velocity sensor noise [rad/s | m/s]."""
+    noise_effort: float = 0.0
+    """Standard deviation of the reported joint effort's noise [N*m | N] (a motor-current reading; added after the
+    report's clip at the effort limit, as a sensor reading a saturated drive would)."""
     latency_s: float = 0.0
     """One-way delay, both directions [s] (the centre of a truncated normal, see :mod:`vlatwin.hardware.link`)."""
     jitter_s: float = 0.0
@@ -189,8 +192,8 @@ class EmulationParams:
         for name in ("damping_scale", "mass_scale", "gain_scale"):
             if getattr(self, name) is not None:
                 put(name, _number(getattr(self, name), name, lo=0.0, lo_open=name != "damping_scale"))
-        for name in ("damping_add", "friction_add", "armature_add", "noise_q", "noise_qd", "latency_s", "jitter_s", "hold_s",
-                     "ramp_s"):
+        for name in ("damping_add", "friction_add", "armature_add", "noise_q", "noise_qd", "noise_effort", "latency_s", "jitter_s",
+                     "hold_s", "ramp_s"):
             put(name, _number(getattr(self, name), name, lo=0.0))
         put("loss", _number(self.loss, "loss", lo=0.0, hi=1.0))
         for direction in ("down", "up"):
@@ -229,7 +232,7 @@ class EmulationParams:
 
         Keys: ``latency_ms``, ``jitter_ms``, ``loss`` and their ``down_``/``up_`` forms, ``offset_s``
         (or ``offset_ms``), ``drift_ppm``, ``mismatch``, ``damping_scale``, ``damping_add``, ``friction_add``, ``armature_add``,
-        ``mass_scale``, ``gain_scale``, ``noise_q``, ``noise_qd``, ``seed``, ``rate_hz``, ``hold_ms`` (or
+        ``mass_scale``, ``gain_scale``, ``noise_q``, ``noise_qd``, ``noise_effort``, ``seed``, ``rate_hz``, ``hold_ms`` (or
         ``hold_s``), ``ramp_ms`` (or ``ramp_s``: the interpolating servo's ramp), ``max_decel``, ``clip`` (true/false), ``spikes`` (``start:end:extra,...`` [s since
         connect]), ``blackouts`` (``start:end,...`` [s]), ``camera_hz`` and ``cameras`` (``front,top``), ``lidar_hz``
         and ``lidars``.
@@ -300,6 +303,7 @@ _OPTIONS: dict[str, tuple[str, Callable[[str], Any]]] = {
     "gain_scale": ("gain_scale", float),
     "noise_q": ("noise_q", float),
     "noise_qd": ("noise_qd", float),
+    "noise_effort": ("noise_effort", float),
     "seed": ("seed", _int),
     "rate_hz": ("state_rate_hz", float),
     "hold_ms": ("hold_s", _scaled(1e-3)),
@@ -434,6 +438,8 @@ class EmulatedRobot(Robot):
             if self._hidden is not None:
                 self._sim.set_params(self._hidden)
             self._noise_rng = np.random.default_rng(seeds[1])
+            # Its own stream: adding effort noise leaves the position noise of a recording as it was.
+            self._effort_rng = np.random.default_rng([int(seeds[1]), 1])
             windows = {"spikes": p.spikes, "blackouts": p.blackouts}
             self._down = LinkModel(*p.link("down"), seed=int(seeds[2]), **windows)
             self._up = LinkModel(*p.link("up"), seed=int(seeds[3]), **windows)
@@ -587,6 +593,9 @@ class EmulatedRobot(Robot):
             q = q + self._noise_rng.normal(0.0, p.noise_q, q.shape)
         if p.noise_qd > 0:
             qd = qd + self._noise_rng.normal(0.0, p.noise_qd, qd.shape)
+        effort = np.asarray(state.joint_effort, dtype=np.float64).copy()
+        if p.noise_effort > 0:
+            effort = effort + self._effort_rng.normal(0.0, p.noise_effort, effort.shape)
         seq = self._state_seq
         self._state_seq += 1
         fields_ = {
@@ -594,7 +603,7 @@ class EmulatedRobot(Robot):
             "robot_time": self.robot_clock(t),
             "joint_q": q,
             "joint_qd": qd,
-            "joint_effort": np.asarray(state.joint_effort, dtype=np.float64).copy(),
+            "joint_effort": effort,
             "joint_q_desired": None if self._q_desired is None else self._q_desired.copy(),
             "joint_q_goal": self._ramp.goal.copy() if p.ramp_s > 0 else None,
             "status": self._status(),

@@ -181,6 +181,37 @@ def encoder_noise(q: np.ndarray) -> np.ndarray:
     return np.median(np.abs(d2 - np.median(d2, axis=0)), axis=0) / 0.6745 / np.sqrt(6.0)
 
 
+SATURATION_MARGIN = 0.03
+"""Share of a drive's effort limit below it that still counts as saturated: a clipped effort plus sensor noise
+reads a little under the limit (0.1 N*m of noise is 0.8 % of a 12 N*m limit)."""
+
+
+def saturated(effort: np.ndarray) -> np.ndarray:
+    """(S, J) bool: samples where a drive sat at its effort limit (the drive law does not hold there).
+
+    A limit shows as a plateau: several samples near the peak |effort|. Its level is the median of the samples
+    within 10 % of the peak (sensor noise lifts the peak itself above the limit); samples within
+    :data:`SATURATION_MARGIN` of the level, widened by 5 standard deviations of the plateau's scatter (a clipped
+    reading plus noise: one 3-sigma reading among thousands of clipped samples is normal, and the law is off by
+    tens of N*m there), are saturated. A joint without a plateau never saturated; on one whose peak is smooth
+    the top few % of its range are left out, which loses samples but biases nothing.
+    """
+    magnitude = np.abs(effort)
+    out = np.zeros(effort.shape, dtype=bool)
+    for j in range(magnitude.shape[1] if magnitude.ndim == 2 else 0):
+        m = magnitude[:, j]
+        peak = float(m.max()) if m.size else 0.0
+        if peak <= 0:
+            continue
+        level = float(np.median(m[m >= 0.9 * peak]))
+        top = m[m >= (1.0 - SATURATION_MARGIN) * level]
+        if top.size < 3:
+            continue
+        spread = 1.4826 * float(np.median(np.abs(top - np.median(top))))
+        out[:, j] = m >= (1.0 - SATURATION_MARGIN) * level - 5.0 * spread
+    return out
+
+
 class DriveLawRows:
     """Residuals of the servo's drive law on the measured samples: the tracking error the reported effort implies.
 
@@ -205,10 +236,7 @@ class DriveLawRows:
         finite = np.isfinite(error) & np.isfinite(effort)
         self.error, self.effort = np.where(finite, error, 0.0), np.where(finite, effort, 0.0)
         self.qd = rec.qd[fit_mask][:, cols]
-        peak = np.abs(self.effort).max(axis=0)
-        # A limit shows as a plateau: the peak value held by several samples.
-        saturated = np.isclose(np.abs(self.effort), peak, rtol=1e-3).sum(axis=0) >= 3
-        self.valid = finite & ~(saturated[None, :] & (np.abs(self.effort) >= (1.0 - 1e-3) * peak[None, :]))
+        self.valid = finite & ~saturated(self.effort)
         self.noise = np.maximum(encoder_noise(rec.q[:, cols]), 1e-7)
         self.samples = self.valid.sum(axis=0)
 
