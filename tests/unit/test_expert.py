@@ -187,6 +187,43 @@ def test_push_starts_behind_the_object_on_the_far_side_from_the_goal():
     assert log[i + 5][2][1, 3] > log[i][2][1, 3]
 
 
+class _SaggingGantry(_GantryTwin):
+    """The gantry with finger bodies that sit ``offset_w`` [m] off the commanded TCP (a loaded arm's joints stretch),
+    their origins 0.045 m up the TCP's Z as on the Panda."""
+
+    def __init__(self, obj_pose, offset_w):
+        super().__init__(obj_pose)
+        self.offset_w = np.asarray(offset_w, float)
+        self.info.body_paths = ("/R/base", "/World/Objects/cube", "/R/panda_leftfinger", "/R/panda_rightfinger")
+
+    def paddle_w(self):
+        return self.chain.fk(self.q[:4])[:3, 3] + self.offset_w
+
+    def state(self):
+        tcp = self.chain.fk(self.q[:4])
+        finger = [*(self.paddle_w() - tcp[:3, 2] * 0.045), *matrix_to_quat_wxyz(tcp[:3, :3])]
+        poses = np.array([[0, 0, 0, 1, 0, 0, 0], self.obj, finger, finger], dtype=float)
+        return SimpleNamespace(joint_q=self.q.copy(), body_pose_w=poses)
+
+
+def test_push_steers_the_fingers_onto_the_line_when_the_arm_holds_them_off():
+    """The fingers sit 15 mm sideways of the command (push along +y): the expert lowers and pushes with the fingers
+    themselves on the object's line, the commanded path 15 mm the other way."""
+    twin = _SaggingGantry(_cube_pose(0.5, -0.1, 0.025, 0.0), offset_w=[0.015, 0.0, 0.0])
+    goal = ExpertGoal(skill="push", object_path="/World/Objects/cube", object_half_extents=(0.025,) * 3,
+                      target_w=(0.5, 0.12, 0.025))
+    expert = ScriptedExpert(lambda s, i: goal, twin.info, twin.chain, control_hz=20, base_path="/R/base")
+    paddle = []
+    log = _run(expert, twin, 80, on_step=lambda k, tw, ex: paddle.append(tw.paddle_w()))
+    phases = [p for p, _, _ in log]
+    assert "push" in phases and "realign" not in phases
+    i = phases.index("push")
+    assert abs(paddle[i - 1][0] - 0.5) < 0.003, paddle[i - 1]  # lowered onto the line, not 15 mm beside it
+    assert all(abs(p[0] - 0.5) < 0.003 for p in paddle[i:i + 10])
+    assert log[i][2][0, 3] == pytest.approx(0.5 - 0.015, abs=0.003)  # the command carries the offset
+    assert paddle[i + 9][1] > paddle[i][1] + 0.005  # and it pushes towards the goal
+
+
 def test_gripper_skill_descends_then_closes():
     twin = _GantryTwin(_cube_pose(0.45, 0.05, 0.0225, 0.0))
     goal = ExpertGoal(skill="gripper", object_path="/World/Objects/cube", object_half_extents=(0.0225,) * 3,

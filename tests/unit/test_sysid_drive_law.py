@@ -164,3 +164,18 @@ def test_pinned_gains_uncertainty_is_carried_into_the_parameters_fitted_under_th
     S = -np.linalg.lstsq(A, B, rcond=None)[0]
     np.testing.assert_allclose(full[1:, 0], (S * sigma_p**2).ravel())
     np.testing.assert_allclose(full, full.T)
+
+
+@pytest.mark.parametrize("command", ["fit", "report"])
+@pytest.mark.parametrize("share", ["1.5", "-0.1", "nan"])
+def test_bad_holdout_is_refused_before_anything_is_loaded(tmp_path, capsys, command, share):
+    """A held-out share outside [0, 0.9] is named in one line before the recording is read (here it does not
+    exist, which would be the error otherwise) and before the fit announces itself."""
+    from vlatwin.cli.main import main
+
+    missing = str(tmp_path / "missing.mcap")
+    argv = ["sysid", "fit", missing, "-o", str(tmp_path / "p.yaml")] if command == "fit" else ["report", missing, "-o", str(tmp_path / "r.html")]
+    assert main([*argv, "--holdout", share]) != 0
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: --holdout: must be in [0, 0.9], got {float(share)}"], err
+    assert not (tmp_path / "p.yaml").exists() and not (tmp_path / "r.html").exists()

@@ -135,11 +135,12 @@ def _progress(enabled: bool):
 def cmd_fit(args: argparse.Namespace) -> int:
     from vlatwin.errors import VlatwinError
     from vlatwin.sysid.data import load_recording
-    from vlatwin.sysid.fit import FitSettings, fit, predict
+    from vlatwin.sysid.fit import FitSettings, check_holdout, fit, predict
     from vlatwin.sysid.params import parse_groups
     from vlatwin.sysid.results import result_to_dict, write_params_yaml
 
     groups = parse_groups(args.params)
+    check_holdout(args.holdout)  # before the recording loads and "fitting ..." is printed
     if (args.config_out is None) != (args.config is None):
         raise VlatwinError("--config and --config-out go together (the config to write back into, and where)")
     if args.out.suffix.lower() not in (".yaml", ".yml"):
@@ -238,10 +239,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from vlatwin.report.fidelity_report import FidelityReportData, ParamRow, fidelity_summary, write_fidelity_report
     from vlatwin.sysid.data import load_recording
-    from vlatwin.sysid.fit import predict
+    from vlatwin.sysid.fit import check_holdout, predict
     from vlatwin.sysid.results import read_params_yaml, result_from_dict
     from vlatwin.sysid.rollout import RolloutPool, make_windows
 
+    if args.holdout is not None:
+        check_holdout(args.holdout)
     rec = load_recording(args.recording, stage=args.stage, episode=args.episode)
     doc = read_params_yaml(args.params) if args.params is not None else None
     holdout = args.holdout if args.holdout is not None else float(((doc or {}).get("heldout") or {}).get("share", 0.25))

@@ -41,6 +41,8 @@ PANDA_EE = "/World/Robot/panda_link7"
 PANDA_TCP = make_transform(rot_z(-np.pi / 4), [0.0, 0.0, 0.107 + 0.1034])
 #: Fingertips reach this far past the TCP along its Z [m] (built-in Panda).
 FINGERTIP_BEYOND_TCP = 0.007
+#: From a finger body's origin (its joint, 0.0584 m past the hand frame) to the TCP depth along the finger's Z [m].
+FINGER_ORIGIN_TO_TCP = 0.1034 - 0.0584
 #: Closed-finger paddle half thickness along the TCP X [m] (finger boxes are 0.02 m wide).
 FINGER_HALF_THICKNESS = 0.01
 #: Widest object the open gripper fits around [m] (2 x 0.04 m travel).
@@ -95,6 +97,11 @@ class ExpertParams:
     """The push stops when the object centre is this close to the goal [m]."""
     push_lateral_limit: float = 0.025
     """Re-align when the TCP is this far off the object->goal line [m]."""
+    push_steer_gain: float = 0.3
+    """``push``: share of the fingers' sideways offset from the push line added to the commanded path's offset per
+    control step, while lowering and pushing (integral action) [-]."""
+    push_steer_limit: float = 0.04
+    """``push``: largest offset of the commanded path from the push line [m]."""
     push_near_base: float = 0.45
     """``push``: a push start point closer than this to the robot base (horizontally) gets a leaning hand and a lower pre-push waypoint [m]."""
     push_near_approach_height: float = 0.06
@@ -301,9 +308,14 @@ class ScriptedExpert(Policy):
         self._finger_prev = fingers
         self._fingers = fingers
         self._hand_w = self._tcp_w[:3, 3].copy()
+        self._paddle_w = self._hand_w
         if self._finger_bodies is not None:
             poses = np.asarray(state.body_pose_w, dtype=float)
             self._hand_w = 0.5 * (poses[self._finger_bodies[0], :3] + poses[self._finger_bodies[1], :3])
+            # Where the closed fingers touch a pushed object: their points at the TCP's depth. A leaning hand moves
+            # them sideways from the finger origins (0.45 rad of lean: 2 cm).
+            self._paddle_w = 0.5 * sum(
+                poses[b, :3] + quat_wxyz_to_matrix(poses[b, 3:7])[:, 2] * FINGER_ORIGIN_TO_TCP for b in self._finger_bodies)
         if self._yaw is None:
             self._yaw = _yaw_of(self._tcp_w[:3, :3])
 
@@ -676,6 +688,16 @@ class ScriptedExpert(Policy):
         R = rotvec_to_matrix(p.push_near_tilt * axis) @ R
         return R, p.push_near_approach_height
 
+    def _steer_paddle(self, on_line_w, d) -> None:
+        """Integrate the fingers' measured sideways offset from the line through ``on_line_w`` along ``d`` into the
+        commanded path's offset: a loaded arm holds its fingers a steady 1-3 cm off the command (XPBD's joints
+        stretch), which a proportional fix leaves in place."""
+        normal = np.array([-d[1], d[0]])
+        lateral = float((self._paddle_w[:2] - on_line_w) @ normal)
+        offset = self._path_offset - self.p.push_steer_gain * lateral * normal
+        norm = float(np.linalg.norm(offset))
+        self._path_offset = offset if norm <= self.p.push_steer_limit else offset * (self.p.push_steer_limit / norm)
+
     def _skill_push(self, goal, state):
         p = self.p
         # Nearly closed: fully closed fingers press on each other at their lower limit, which XPBD
@@ -697,6 +719,7 @@ class ScriptedExpert(Policy):
                 cmd_w = self._T_wb @ self._cmd
                 self._turn = make_transform(self._push_R, [*cmd_w[:2, 3], max(cmd_w[2, 3], z + p.approach_height)])
                 self._turned = False
+                self._path_offset = np.zeros(2)
             if not self._turned:
                 if self._arrived(self._turn, 0.02):
                     self._turned = True
@@ -709,7 +732,10 @@ class ScriptedExpert(Policy):
             else:
                 return start, p.speed
         if self.phase == "lower":
-            start = make_transform(self._push_R, [*(obj[:2] - self._push_dir * (r + FINGER_HALF_THICKNESS + p.push_gap)), z])
+            xy = obj[:2] - self._push_dir * (r + FINGER_HALF_THICKNESS + p.push_gap)
+            if self._tcp_w[2, 3] < z + 0.04:  # near the push height (the arm's offset while it still travels differs)
+                self._steer_paddle(xy, self._push_dir)
+            start = make_transform(self._push_R, [*(xy + self._path_offset), z])
             if self.phase_steps == 0:
                 self._wait = 0
             cmd_w = self._T_wb @ self._cmd
@@ -723,7 +749,7 @@ class ScriptedExpert(Policy):
             if dist < p.push_tolerance:
                 self._set_phase("retreat")
             else:
-                rel = self._hand_w[:2] - obj[:2]  # the fingers' real position (see __init__)
+                rel = self._paddle_w[:2] - obj[:2]  # the fingers' real contact point (see __init__)
                 lateral = float(rel @ np.array([-d[1], d[0]]))
                 along = float(rel @ d)
                 if abs(lateral) > p.push_lateral_limit or along > -r:
@@ -738,7 +764,8 @@ class ScriptedExpert(Policy):
                     # steer back onto the line through the object.
                     stop = np.asarray(goal.target_w, float)[:2] - d * (r + FINGER_HALF_THICKNESS)
                     lat_fix = -lateral * np.array([-d[1], d[0]])
-                    dest_xy = stop + lat_fix
+                    self._steer_paddle(obj[:2], d)
+                    dest_xy = stop + lat_fix + self._path_offset
                     dest = make_transform(self._push_R, [dest_xy[0], dest_xy[1], z])
                     speed = p.slow_speed * (0.5 if dist < 0.03 else 1.0)
                     return dest, speed

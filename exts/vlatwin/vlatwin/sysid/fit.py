@@ -143,9 +143,15 @@ class FitResult:
         return self.covariance / np.outer(std, std)
 
 
-def _fit_mask(rec: Recording, holdout: float) -> tuple[np.ndarray, np.ndarray]:
-    if not 0.0 <= holdout <= 0.9:
+def check_holdout(holdout: float) -> float:
+    """``holdout`` if it is a share the fit can keep out ([0, 0.9]); a one-line error naming ``--holdout`` otherwise."""
+    if not 0.0 <= holdout <= 0.9:  # NaN fails too
         raise VlatwinError(f"--holdout: must be in [0, 0.9], got {holdout}")
+    return holdout
+
+
+def _fit_mask(rec: Recording, holdout: float) -> tuple[np.ndarray, np.ndarray]:
+    check_holdout(holdout)
     t_split = rec.t[0] + (1.0 - holdout) * rec.duration
     fit = rec.t <= t_split
     return fit, ~fit
@@ -623,6 +629,9 @@ def _pinned_jacobian(problem: _Problem, pset: ParameterSet, x: np.ndarray, pinne
     sub = ParameterSet([pset.params[i] for i in pinned], pset.to_sim(x)[0])
     held = _Problem(problem.pool, sub, problem.rec, problem.rows, problem.cols, problem.settings, problem.sigma, None)
     held.fd_scale = problem.fd_scale
+    # The optimum's residuals are the same rows ``problem`` has cached for it: no rollout to repeat.
+    rest = [i for i in range(len(x)) if i not in pinned]
+    held._cache[x[pinned].tobytes()] = problem.residuals_many([x[rest]])[0]
     return held.jac(x[pinned])
 
 
