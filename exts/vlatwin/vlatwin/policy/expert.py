@@ -96,7 +96,7 @@ class ExpertParams:
     push_tolerance: float = 0.008
     """The push stops when the object centre is this close to the goal [m]."""
     push_lateral_limit: float = 0.025
-    """Re-align when the TCP is this far off the object->goal line [m]."""
+    """Re-align when the fingers' contact point is this far off the object->goal line [m]."""
     push_steer_gain: float = 0.3
     """``push``: share of the fingers' sideways offset from the push line added to the commanded path's offset per
     control step, while lowering and pushing (integral action) [-]."""
@@ -271,6 +271,7 @@ class ScriptedExpert(Policy):
         self._hold_pose: np.ndarray | None = None
         self._v = 0.0  # TCP speed of the last commanded step [m/s]
         self._grip_rel0: np.ndarray | None = None  # object - hand at the grasp (world)
+        self._path_offset = np.zeros(2)  # push: commanded path - push line, xy world [m] (see _steer_paddle)
         self._samples: list[np.ndarray] = []
         self.history: list[str] = []
 
