@@ -155,14 +155,22 @@ def main() -> None:
         model = statistics.median(
             rc / max(f - max(rp - rc, 0.0), 1e-9) for f, rp, rc in zip(times["full"], times["raw+physics"], times["raw cast"])
         )
-        summary[name] = (rt, e2e, model)
+        per_scan = {key: 1e3 * med[key] / args.scans for key in med}  # [ms] per scan and thread (threads run in parallel)
+        summary[name] = (rt, e2e, model, per_scan)
         print(f"  {name:18s} {profile.points_per_scan:10,d} {sensor_rate:12,.0f} | {rt['full']:17.1f} {rt['raw+physics']:8.1f} "
               f"{rt['raw cast']:8.1f} | {e2e:13.2f} {model:14.2f}")
     print("  goals: full model >= 0.8x raw; OS1-128 >= 5x real time (2.62 M points/s) with the full model")
     if "OS1-128" in summary:
-        rt, e2e, model = summary["OS1-128"]
+        rt, e2e, model, ms = summary["OS1-128"]
         print(f"  OS1-128: full {rt['full']:.1f}x real time (raw cast allows {rt['raw cast']:.1f}x, raw+physics "
               f"{rt['raw+physics']:.1f}x); full/raw+physics {e2e:.2f}, model/raw cast {model:.2f}")
+        physics = max(ms["raw+physics"] - ms["raw cast"], 0.0)
+        added = max(ms["full"] - ms["raw+physics"], 0.0)
+        verdict = "met" if e2e >= 0.8 else (
+            f"not met: per scan and thread the cast takes {ms['raw cast']:.1f} ms, physics {physics:.1f} ms and the model "
+            f"adds {added:.1f} ms (per-return numpy on the CPU: incidence, noise and dropout draws, intensity, labels; "
+            f"0.8 needs it under {0.25 * ms['raw+physics']:.1f} ms)")
+        print(f"  OS1-128 full model >= 0.8x raw+physics: {verdict}")
 
 
 if __name__ == "__main__":
