@@ -78,13 +78,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="alternating rounds of each loop (medians reported)")
     parser.add_argument("--profiles", nargs="*", default=list(PROFILES_ALL), help="profile names (default: all shipped)")
     args = parser.parse_args()
+    from vlatwin.sensors.lidar.profiles import resolve_profile
+
+    for name in args.profiles:  # before minutes of set-up: a typo is one line, not a traceback
+        try:
+            resolve_profile(name)
+        except ValueError as exc:
+            parser.error(f"--profiles: {exc}")
 
     import warp as wp
 
     from vlatwin.config.loader import load_config
     from vlatwin.loop import capture
     from vlatwin.sensors.lidar.newton_lidar import LidarNewton
-    from vlatwin.sensors.lidar.profiles import resolve_profile
     from vlatwin.sim.factory import make_backend
     from vlatwin.usd.check import open_stage
     from vlatwin.usd.scene_builder import write_scene
