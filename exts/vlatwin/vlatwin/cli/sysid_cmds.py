@@ -167,6 +167,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     doc = result_to_dict(result, recording=str(args.recording), heldout=heldout, dynamics=dynamics)
     write_params_yaml(args.out, doc)
     _print_table(result)
+    left_out = result.extra.get("left_out") or {}
+    if left_out:
+        print(f"left out of the position fit: {', '.join(n.rsplit('/', 1)[-1] for n in left_out)} (the twin moves "
+              f"{'them' if len(left_out) > 1 else 'it'} {', '.join(f'{v:.0f}x' for v in left_out.values())} more than the median "
+              "joint for the same parameter change: solver sensitivity, not the robot's); their held-out error still counts")
     samples = result.extra.get("effort_samples")
     if samples:
         pinned = sum(e.note == "from the drive efforts" for e in result.estimates)

@@ -15,6 +15,10 @@ on the measured samples (:class:`DriveLawRows`, no rollouts), and the rollouts f
 those gains. The gains' uncertainty is carried into what the rollouts fit under them, to first order
 (:func:`_carry_pinned_uncertainty`; one more rollout per gain).
 
+Hypersensitive joints: a joint the twin moves far more than the others for the same small parameter change
+(XPBD's unloaded Panda joints 1 and 3, see :func:`_hypersensitive`) keeps its drive-law gains and its held-out
+error, but its position rows leave the rollout fit unless one of its own rollout-fitted parameters needs them.
+
 Uncertainty: at the optimum, ``cov = s^2 (J^T J)^-1`` with ``s^2`` the residual variance, inflated by
 ``(1 + rho) / (1 - rho)`` for the residuals' lag-1 autocorrelation ``rho`` (correlated residuals carry less
 information than their count says). Parameters the data cannot pin down — a near-null direction of ``J``
@@ -352,8 +356,10 @@ class _Problem:
         return np.stack([(res[i + 1] - f0) / h[i] for i in range(x.size)], axis=1)
 
 
-def _residual_floor(pool: RolloutPool, rec: Recording, rows: np.ndarray, cols: np.ndarray, problem: _Problem) -> np.ndarray:
-    """Per-joint standard deviation [rad | m] of an averaged residual the twin cannot explain at any parameters.
+def _residual_floor(pool: RolloutPool, rec: Recording, rows: np.ndarray, cols: np.ndarray,
+                    problem: _Problem) -> tuple[np.ndarray, np.ndarray]:
+    """Per-joint standard deviation [rad | m] of an averaged residual the twin cannot explain at any parameters,
+    and the twin's own part of it (the response to the nudge below, [rad | m]).
 
     Two parts: the encoder noise left after averaging (from second differences of the raw stream, where the
     motion's share is acceleration * dt^2, i.e. nothing), and the twin's own sensitivity: two runs 1e-4 apart
@@ -369,7 +375,33 @@ def _residual_floor(pool: RolloutPool, rec: Recording, rows: np.ndarray, cols: n
     nudged.drive_stiffness = base.drive_stiffness * (1.0 + 1e-4)
     a, b = pool.simulate_many([(base, 0.0), (nudged, 0.0)])
     chaos = np.sqrt(np.mean((problem.smooth(a[:, cols]) - problem.smooth(b[:, cols])) ** 2, axis=0))
-    return np.sqrt(noise_avg**2 + chaos**2 + 1e-14)
+    return np.sqrt(noise_avg**2 + chaos**2 + 1e-14), chaos
+
+
+HYPERSENSITIVE_FACTOR = 5.0
+"""A joint the twin moves this many times more than the median joint, for the same 1e-4 change of every drive
+stiffness, is hypersensitive (see :func:`_hypersensitive`)."""
+
+LEFT_OUT_SCALE = 1e4
+"""Noise floor multiplier that takes a joint's position rows out of the fit (their weight becomes 1e-8)."""
+
+
+def _hypersensitive(chaos: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """(J_fit,) bool: joints whose twin position responds to parameters far beyond what physics allows.
+
+    Why: on XPBD at 4 iterations the Panda's joints 1 and 3 (vertical axes that gravity does not load) move
+    12-24x more than the median joint for a 1e-4 change of the stiffnesses (6-11 against 0.45 urad) and up to
+    46 urad for a 1e-4 change in how the mass is spread over the links, where the physical response is the
+    change of a sub-mrad tracking error (~0.05 urad). A robot does not do that, and the emulated robot (the same
+    solver) does it so sharply that the fitted masses land in a narrow valley 3 % off the truth: measured with
+    the true gains held and a 10 urad encoder, masses +3.0..+3.4 % with these joints' rows, +0.4..+1.2 %
+    without. Only joints that respond more than a quarter of their own averaged encoder noise qualify, so a
+    twin that responds little everywhere leaves every joint in.
+    """
+    chaos = np.asarray(chaos, float)
+    if chaos.size < 3:
+        return np.zeros(chaos.shape, dtype=bool)
+    return (chaos > HYPERSENSITIVE_FACTOR * float(np.median(chaos))) & (chaos > 0.25 * np.asarray(noise, float))
 
 
 def _rate(rec: Recording) -> float:
@@ -458,7 +490,8 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
         prismatic=d.prismatic, fit_joints=sel, fit_bodies=d.robot_bodies,
     )
     rows = np.concatenate([w.rows for w in windows])
-    sigma = _residual_floor(pool, rec, rows, cols, _Problem(pool, pset_all, rec, rows, cols, settings))
+    sigma, chaos = _residual_floor(pool, rec, rows, cols, _Problem(pool, pset_all, rec, rows, cols, settings))
+    hypersensitive = _hypersensitive(chaos, np.sqrt(np.maximum(sigma**2 - chaos**2, 0.0)))
     drive_rows = None
     gains_fitted = any(p.field in ("drive_stiffness", "drive_damping") for p in pset_all.params)
     if settings.use_efforts and gains_fitted and rec.effort is not None and rec.effort_kind == "drive" and rec.q_desired is not None:
@@ -470,19 +503,27 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
     evaluations = 0
     message, converged = "", False
     rho, r_full, dof_full = 0.0, np.zeros(0), 1
+    left_out: list[int] = []
     for round_ in range(4):
         free = [i for i in range(len(params)) if i not in held]
         if not free:
             raise VlatwinError("sysid: no parameter is identifiable from this recording (excite the joints more)")
         pset = ParameterSet([params[i] for i in free], _apply_held(pset_all, x_full, free))
-        full = _Problem(pool, pset, rec, rows, cols, settings, sigma, drive_rows)
+        pinned = [] if drive_rows is None else drive_rows.pinned(pset)
+        # A hypersensitive joint's position rows leave the fit unless a rollout-fitted parameter of that joint
+        # needs them (its gains from positions, its damping, friction...): masses come from the other joints.
+        own = {pset.params[i].index for i in range(len(pset)) if i not in pinned and pset.params[i].field != "body_mass"}
+        left_out = [k for k in np.flatnonzero(hypersensitive) if int(order[cols[k]]) not in own]
+        sigma_fit = sigma.copy()
+        sigma_fit[left_out] *= LEFT_OUT_SCALE
+        full = _Problem(pool, pset, rec, rows, cols, settings, sigma_fit, drive_rows)
+        n_left_out = len(left_out) * (full.measured.size // max(1, len(cols)))
         lo, hi = pset.bounds
         x0 = x_full[free].copy()
         # Gains the drive efforts pin down come from the drive law alone (see DriveLawRows); the rollouts fit the
         # rest under them. Fitted jointly, the position rows bend the weakly loaded joints' gains to absorb XPBD's
         # chaos (measured: joint 5's stiffness 33 % off where its efforts alone put it within 1 %; with the re-framed
         # joints single gains still go 10-30 % off, the positions fix each drive's kd/kp but hardly its scale).
-        pinned = [] if drive_rows is None else drive_rows.pinned(pset)
         rest = [i for i in range(len(pset)) if i not in pinned]
         if round_ == 0:
             # A parameter that starts on its bound (friction 0) leaves trf a near-zero first trust region: start
@@ -509,7 +550,7 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
             base = x.copy()
             base[rest] = pset.x0[rest]
             sub = ParameterSet([pset.params[i] for i in rest], pset.to_sim(base)[0])
-            problem = _Problem(pool, sub, rec, rows, cols, settings, sigma, None if pinned else drive_rows)
+            problem = _Problem(pool, sub, rec, rows, cols, settings, sigma_fit, None if pinned else drive_rows)
             res = _solve(problem, x[rest], sub.bounds, settings)
             # The shifted start must not cost a fit that was already right: never end worse than where we began.
             start_r = problem.fun(x_full[free][rest])
@@ -519,9 +560,10 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
             converged, message, nfev = converged and res.status > 0, res.message, nfev + res.nfev
             evaluations += problem.evaluations
             r = problem.fun(res.x)
-            rho = _autocorrelation(r[: problem.measured.size].reshape(-1, len(cols)))
+            kept = np.setdiff1d(np.arange(len(cols)), left_out)
+            rho = _autocorrelation(r[: problem.measured.size].reshape(-1, len(cols))[:, kept])
             invalid = 0 if problem.drive_rows is None else int((~problem.drive_rows.valid).sum())
-            blocks.append((rest, problem.jac(res.x), r, (1 + rho) / (1 - rho), r.size - len(rest) - invalid, sub))
+            blocks.append((rest, problem.jac(res.x), r, (1 + rho) / (1 - rho), r.size - len(rest) - invalid - n_left_out, sub))
         x_full[free] = x
         from_efforts = {pset.params[i].name for i in pinned}
         cov = np.zeros((len(free), len(free)))
@@ -534,7 +576,7 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
         if pinned and rest:
             cov = _carry_pinned_uncertainty(cov, blocks[-1][1], _pinned_jacobian(problem, pset, x, pinned), pinned, rest)
         r_full = full.fun(x)
-        dof_full = r_full.size - len(free) - (0 if drive_rows is None else int((~drive_rows.valid).sum()))
+        dof_full = r_full.size - len(free) - n_left_out - (0 if drive_rows is None else int((~drive_rows.valid).sum()))
         if progress is not None:
             progress(round_, pset, SimpleNamespace(nfev=nfev, cost=0.5 * float(r_full @ r_full)), bad)
         if not bad:
@@ -569,9 +611,10 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
         estimates=estimates, params=identified, nominal=d.nominal.copy(), sensor_delay_s=delay, covariance=cov_phys,
         identified_names=[params[i].name for i in free], converged=converged, message=str(message),
         cost_initial=float(cost0), cost_final=cost, evaluations=evaluations, rollouts=pool.rollouts,
-        wall_s=time.perf_counter() - started, residual_std=resid.std(axis=0) * sigma, fit_joints=[rec.joint_names[k] for k in cols],
+        wall_s=time.perf_counter() - started, residual_std=resid.std(axis=0) * sigma_fit, fit_joints=[rec.joint_names[k] for k in cols],
         autocorrelation=rho,
         extra={"x": x_full, "free": free, "pset": pset_all, "sigma": sigma, "joints": [p for p, s in zip(d.joint_names, sel) if s],
+               "left_out": {rec.joint_names[cols[k]]: float(chaos[k] / np.median(chaos)) for k in left_out},
                "effort_samples": None if drive_rows is None else dict(zip(
                    [rec.joint_names[k] for k in cols], drive_rows.samples.tolist()))},
         reduced_chi2=float(r_full @ r_full) / max(dof_full, 1),

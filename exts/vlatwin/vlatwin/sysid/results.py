@@ -29,6 +29,9 @@ def result_to_dict(result: FitResult, *, recording: str, heldout: dict | None = 
             "residual_autocorrelation": round(result.autocorrelation, 4),
             "reduced_chi2": float(result.reduced_chi2),
             "residual_std": {n.rsplit("/", 1)[-1]: float(s) for n, s in zip(result.fit_joints, result.residual_std)},
+            # Joints whose position rows the rollouts left out (hypersensitive twin), with their sensitivity
+            # relative to the median joint.
+            "position_rows_left_out": {n.rsplit("/", 1)[-1]: round(v, 1) for n, v in (result.extra.get("left_out") or {}).items()},
             # Valid drive-effort samples per joint (None: the fit used positions only).
             "drive_effort_samples": None if result.extra.get("effort_samples") is None else {
                 n.rsplit("/", 1)[-1]: int(k) for n, k in result.extra["effort_samples"].items()},
