@@ -150,6 +150,11 @@ def test_drive_gains_from_the_efforts_and_masses_from_the_motion(tmp_path):
     assert set(doc["fit"]["position_rows_left_out"]) == {"panda_joint1", "panda_joint3"}
     assert "left out of the position fit: panda_joint1, panda_joint3" in proc.stdout
     assert max(masses.values()) < 0.065 and np.median(list(masses.values())) < 0.025, masses
+    # The user can keep every joint in: then nothing is left out and nothing says so.
+    proc = _cli("sysid", "fit", log, "--params", "drive_gains,masses", "-o", tmp_path / "all_rows.yaml", "--holdout", "0.2",
+                "--all-position-rows", "--no-progress", cwd=tmp_path)
+    assert "left out of the position fit" not in proc.stdout
+    assert yaml.safe_load((tmp_path / "all_rows.yaml").read_text())["fit"]["position_rows_left_out"] == {}
     assert all(est[n]["note"] == "from the drive efforts" for n in gains)
     held = doc["heldout"]
     assert held["rms_identified"] < held["rms_nominal"] / 5, held

@@ -74,6 +74,10 @@ def register(groups) -> None:
     fit.add_argument("--workers", type=int, default=2, help="rollout processes (default: %(default)s)")
     fit.add_argument("--no-efforts", action="store_true",
                      help="ignore the robot's drive efforts (by default, when the recording has them, they fix the drive gains' scale)")
+    fit.add_argument("--all-position-rows", action="store_true",
+                     help="keep every joint's positions in the fit (by default a joint the twin moves >5x more than the "
+                     "median joint for the same parameter change, e.g. XPBD's Panda joints 1 and 3, is left out when "
+                     "none of its own parameters needs it)")
     fit.add_argument("--stage-out", type=Path, default=None, help="also write the stage with the identified parameters")
     fit.add_argument("--config", type=Path, default=None, help="the task config to write back into (with --config-out)")
     fit.add_argument("--config-out", type=Path, default=None, help="write CONFIG with a scene.robot.dynamics block here")
@@ -148,7 +152,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     rec = load_recording(args.recording, stage=args.stage, episode=args.episode)
     joints = None if args.joints is None else [j.strip() for j in args.joints.split(",") if j.strip()]
     settings = FitSettings(groups=groups, joints=joints, holdout=args.holdout, loss=args.loss,
-                           max_evaluations=args.max_evaluations, workers=args.workers, use_efforts=not args.no_efforts)
+                           max_evaluations=args.max_evaluations, workers=args.workers, use_efforts=not args.no_efforts,
+                           leave_out_hypersensitive=not args.all_position_rows)
     efforts = "" if rec.effort is None else f", drive efforts: {rec.effort_kind or 'of unknown kind (not used)'}"
     print(f"fitting {', '.join(groups)} to {rec.source} ({rec.duration:.1f} s, input from the {rec.input_source}{efforts}) ...",
           file=sys.stderr)

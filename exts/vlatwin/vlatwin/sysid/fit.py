@@ -87,6 +87,9 @@ class FitSettings:
     smooth_s: float = 0.1
     """Residuals compare joint positions averaged over this window [s] (0: raw samples), which removes most of
     the encoder noise (chosen when XPBD also rang at about 0.1 mrad; see :attr:`fd_step`)."""
+    leave_out_hypersensitive: bool = True
+    """Leave hypersensitive joints' position rows out of the rollout fit (see :func:`_hypersensitive`); False
+    keeps every fitted joint's rows (``--all-position-rows``)."""
 
 
 @dataclass
@@ -492,6 +495,8 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
     rows = np.concatenate([w.rows for w in windows])
     sigma, chaos = _residual_floor(pool, rec, rows, cols, _Problem(pool, pset_all, rec, rows, cols, settings))
     hypersensitive = _hypersensitive(chaos, np.sqrt(np.maximum(sigma**2 - chaos**2, 0.0)))
+    if not settings.leave_out_hypersensitive:
+        hypersensitive[:] = False
     drive_rows = None
     gains_fitted = any(p.field in ("drive_stiffness", "drive_damping") for p in pset_all.params)
     if settings.use_efforts and gains_fitted and rec.effort is not None and rec.effort_kind == "drive" and rec.q_desired is not None:
