@@ -171,6 +171,13 @@ def test_bad_input_gets_one_line_errors(excited, tmp_path):
     assert proc.returncode != 0 and "Traceback" not in proc.stderr and str(not_mcap) in proc.stderr
     proc = _cli("sysid", "fit", tmp_path / "missing.mcap", "-o", tmp_path / "p.yaml", cwd=out, ok=False)
     assert "no such recording" in proc.stderr
+    # Outputs that cannot be written are refused before the fit, not after it.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = _cli("sysid", "fit", log, "-o", blocker / "p.yaml", cwd=out, ok=False)
+    assert proc.returncode != 0 and "cannot create the output folder" in proc.stderr and "fitting" not in proc.stderr
+    proc = _cli("sysid", "fit", log, "-o", tmp_path / "p.yaml", "--stage-out", tmp_path / "twin.txt", cwd=out, ok=False)
+    assert proc.returncode != 0 and ".usda" in proc.stderr and "fitting" not in proc.stderr and "Traceback" not in proc.stderr
     # A fit cut short does not converge: it says so and writes nothing.
     proc = _cli("sysid", "fit", log, "--params", "armature", "-o", tmp_path / "p.yaml", "--max-evaluations", "2",
                 "--workers", "1", "--no-progress", cwd=out, ok=False)

@@ -149,6 +149,15 @@ def cmd_fit(args: argparse.Namespace) -> int:
         raise VlatwinError("--config and --config-out go together (the config to write back into, and where)")
     if args.out.suffix.lower() not in (".yaml", ".yml"):
         raise VlatwinError(f"-o {args.out}: give a .yaml file")
+    # Before minutes of fitting, not after: every output must have a place to go.
+    from vlatwin.usd.scene_builder import _check_output_path
+    from vlatwin.utils.files import ensure_writable_folder
+
+    for path in (args.out, args.config_out):
+        if path is not None:
+            ensure_writable_folder(path.parent, name=str(path))
+    if args.stage_out is not None:
+        _check_output_path(args.stage_out)
     rec = load_recording(args.recording, stage=args.stage, episode=args.episode)
     joints = None if args.joints is None else [j.strip() for j in args.joints.split(",") if j.strip()]
     settings = FitSettings(groups=groups, joints=joints, holdout=args.holdout, loss=args.loss,
