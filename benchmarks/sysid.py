@@ -83,14 +83,18 @@ def gains_and_masses_case(log: Path, workers: int) -> None:
             pool.close()
         pset = result.extra["pset"]
         errors = {"gains": [], "masses": []}
+        inside = {"gains": [], "masses": []}
         for p, e in zip(pset.params, result.estimates):
-            errors["masses" if p.field == "body_mass" else "gains"].append(abs(e.value / float(truth[p.field][p.index]) - 1))
+            group = "masses" if p.field == "body_mass" else "gains"
+            true = float(truth[p.field][p.index])
+            errors[group].append(abs(e.value / true - 1))
+            inside[group].append(e.ci95 is not None and e.ci95[0] <= true <= e.ci95[1])
         rows = pred["rows"]
         held = rec.t[rows] > rec.t[0] + 0.8 * rec.duration
         rms = {k: float(np.sqrt(np.mean((pred[k][:, :7] - rec.q[rows][:, :7])[held] ** 2))) for k in ("nominal", "identified")}
         words = "with the drive efforts" if use_efforts else "positions alone     "
         summary = "; ".join(f"{k} median {np.median(v):.1%} max {np.max(v):.1%} within 2 % {np.mean(np.array(v) <= 0.02):.0%}"
-                            for k, v in errors.items())
+                            f" (truth inside the 95 % interval: {sum(inside[k])}/{len(v)})" for k, v in errors.items())
         print(f"    {words}: {summary}; held-out {rms['nominal'] * 1e3:.2f} -> {rms['identified'] * 1e3:.3f} mrad; "
               f"{wall:.0f} s", flush=True)
 

@@ -194,3 +194,71 @@ def test_hypersensitive_joints_are_the_ones_far_above_the_median_and_the_noise()
     # A joint just under 5x the median stays in; too few joints to call a median: nothing is left out.
     assert not _hypersensitive(np.array([4.9, 1.0, 1.0, 1.0]) * 1e-5, np.full(4, 1e-5)).any()
     assert not _hypersensitive(np.array([9.0, 1.0]) * 1e-5, np.full(2, 1e-6)).any()
+
+
+class _AnalyticProblem:
+    """A stand-in for the rollouts: r(x) = A x + 0.5 * (quadratic, even in x - x0) + a rough part of XPBD's kind
+    (a tiny change anywhere changes the residuals by a fixed random amount). Sizes as measured on the Panda's masses:
+    a 0.5 % probe changes the residuals ~15x more than the roughness does."""
+
+    def __init__(self, rough: float, curvature: float = 2000.0, seed: int = 0):
+        from types import SimpleNamespace
+
+        from vlatwin.sysid.fit import _Problem
+
+        rng = np.random.default_rng(seed)
+        self.n, self.p = 400, 4
+        self.A = rng.normal(size=(self.n, self.p)) * 100.0
+        self.H = rng.normal(size=(self.n, self.p, self.p)) * curvature
+        self.rough = rough
+        self.x0 = np.ones(self.p)
+        problem = _Problem.__new__(_Problem)
+        problem.pset = SimpleNamespace(bounds=(np.full(self.p, 0.5), np.full(self.p, 2.0)))
+        problem.settings = SimpleNamespace(seed=0, fd_step=0.2)
+        problem.fd_scale, problem.probing, problem._probe_calls = 1.0, False, 0
+        problem.residuals_many = lambda xs: [self(x) for x in xs]
+        self.problem = problem
+
+    def __call__(self, x):
+        d = np.asarray(x, float) - self.x0
+        noise = np.random.default_rng(abs(hash(np.round(d, 12).tobytes())) % 2**32).normal(size=self.n)
+        return self.A @ d + 0.5 * np.einsum("nij,i,j->n", self.H, d, d) + self.rough * noise
+
+
+def test_probe_cloud_jacobian_sees_through_roughness_and_curvature():
+    """The fit's last Jacobians come from clouds of probe pairs (sysid.fit._Problem.jac_regression). On a residual
+    with strong curvature and a rough part, coordinate finite differences are off at every step size (roughness / h
+    at small steps, curvature at large ones), while the pairs' regression recovers the linear part."""
+    model = _AnalyticProblem(rough=0.05)
+    problem = model.problem
+    x = model.x0.copy()
+
+    def error(jac):
+        return np.linalg.norm(jac - model.A) / np.linalg.norm(model.A)
+
+    coordinate = []
+    for scale in (1.0, 0.05, 0.005, 0.0005):  # steps 20 %, 1 %, 0.1 %, 0.01 %
+        problem.fd_scale = scale
+        coordinate.append(error(problem.jac(x)))
+    problem.probing = True
+    cloud = problem.jac(x)
+    assert error(cloud) < 0.05, error(cloud)
+    assert min(coordinate) > 2 * error(cloud), (coordinate, error(cloud))
+    # Deterministic: the probes come from the fit's seed and the call count, so a rerun gives the same Jacobian.
+    again = _AnalyticProblem(rough=0.05).problem
+    again.probing = True
+    np.testing.assert_array_equal(again.jac(x), cloud)
+
+
+def test_probe_pairs_stay_inside_the_bounds():
+    model = _AnalyticProblem(rough=0.0, curvature=0.0)
+    problem = model.problem
+    problem.probing = True
+    seen = []
+    problem.residuals_many = lambda xs: seen.extend(xs) or [model(x) for x in xs]
+    x = np.array([0.5, 2.0, 1.0, 0.501])  # on, on, inside, next to a bound
+    jac = problem.jac(x)
+    lo, hi = problem.pset.bounds
+    assert all((lo - 1e-12 <= s).all() and (s <= hi + 1e-12).all() for s in seen)
+    # At a bound the pairs are centred just inside it: every column is still measured.
+    np.testing.assert_allclose(jac, model.A, rtol=1e-6, atol=1e-6)

@@ -153,11 +153,11 @@ def cmd_fit(args: argparse.Namespace) -> int:
     from vlatwin.usd.scene_builder import _check_output_path
     from vlatwin.utils.files import ensure_writable_folder
 
+    if args.stage_out is not None:  # first: it refuses a wrong suffix before any folder is made
+        _check_output_path(args.stage_out)
     for path in (args.out, args.config_out):
         if path is not None:
             ensure_writable_folder(path.parent, name=str(path))
-    if args.stage_out is not None:
-        _check_output_path(args.stage_out)
     rec = load_recording(args.recording, stage=args.stage, episode=args.episode)
     joints = None if args.joints is None else [j.strip() for j in args.joints.split(",") if j.strip()]
     settings = FitSettings(groups=groups, joints=joints, holdout=args.holdout, loss=args.loss,
