@@ -181,6 +181,17 @@ def test_bad_holdout_is_refused_before_anything_is_loaded(tmp_path, capsys, comm
     assert not (tmp_path / "p.yaml").exists() and not (tmp_path / "r.html").exists()
 
 
+@pytest.mark.parametrize("count", ["0", "-3"])
+def test_a_fit_without_evaluations_is_refused_in_one_line(tmp_path, capsys, count):
+    """Was scipy's traceback (max_nfev must be positive) after the twin had loaded."""
+    from vlatwin.cli.main import main
+
+    argv = ["sysid", "fit", str(tmp_path / "missing.mcap"), "-o", str(tmp_path / "p.yaml"), "--max-evaluations", count]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == [f"error: --max-evaluations: must be at least 1, got {count}"], err
+
+
 def test_hypersensitive_joints_are_the_ones_far_above_the_median_and_the_noise():
     from vlatwin.sysid.fit import _hypersensitive
 

@@ -145,6 +145,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
 
     groups = parse_groups(args.params)
     check_holdout(args.holdout)  # before the recording loads and "fitting ..." is printed
+    if args.max_evaluations < 1:
+        raise VlatwinError(f"--max-evaluations: must be at least 1, got {args.max_evaluations}")
     if (args.config_out is None) != (args.config is None):
         raise VlatwinError("--config and --config-out go together (the config to write back into, and where)")
     if args.out.suffix.lower() not in (".yaml", ".yml"):
