@@ -176,15 +176,16 @@ def recording_from_runlog(path: str | Path) -> Recording:
     has_desired = all(m.get("joint_q_desired") is not None and (m.get("status") or {}).get("target_time") is not None for m in msgs)
     if has_desired:
         # Each distinct target_time is one applied target (an interpolating servo's goal and ramp); a target seen in
-        # several states is one entry.
+        # several states is one entry, the latest state's: the state sampled at the instant a first command lands
+        # reports the same target_time with the pose it held before (its gripper open where the command closes it).
         seen: dict[float, tuple[np.ndarray, float]] = {}
         for m in msgs:
             goal = m.get("joint_q_goal")
             ramp = (m["status"] or {}).get("target_ramp_s")
-            seen.setdefault(float(m["status"]["target_time"]), (
+            seen[float(m["status"]["target_time"])] = (
                 _vector(m["joint_q_desired"] if goal is None else goal, "joint_q_goal", path),
                 float(ramp) if isinstance(ramp, (int, float)) and math.isfinite(ramp) and ramp > 0 else 0.0,
-            ))
+            )
         target_t = np.array(sorted(seen))
         target_q = np.array([seen[t][0] for t in target_t])
         ramps = np.array([seen[t][1] for t in target_t])
