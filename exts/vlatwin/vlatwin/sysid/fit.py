@@ -637,6 +637,10 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
             cov = _carry_pinned_uncertainty(cov, blocks[-1][1], _pinned_jacobian(problem, pset, x, pinned), pinned, rest)
         r_full = full.fun(x)
         dof_full = r_full.size - len(free) - n_left_out - (0 if drive_rows is None else int((~drive_rows.valid).sum()))
+        # A fit cut short (--max-evaluations) says so: its covariance is not an optimum's, and calling parameters
+        # unidentifiable from it would hold them all and blame the recording.
+        if not converged:
+            bad = {}
         if progress is not None:
             progress(round_, pset, SimpleNamespace(nfev=nfev, cost=0.5 * float(r_full @ r_full)), bad)
         if not bad:
