@@ -192,6 +192,17 @@ def test_a_fit_without_evaluations_is_refused_in_one_line(tmp_path, capsys, coun
     assert err.strip().splitlines() == [f"error: --max-evaluations: must be at least 1, got {count}"], err
 
 
+@pytest.mark.parametrize("joints", ["", " , "])
+def test_an_empty_joint_list_is_refused_in_one_line(tmp_path, capsys, joints):
+    """Was numpy's IndexError traceback after the twin had loaded."""
+    from vlatwin.cli.main import main
+
+    argv = ["sysid", "fit", str(tmp_path / "missing.mcap"), "-o", str(tmp_path / "p.yaml"), "--joints", joints]
+    assert main(argv) != 0
+    err = capsys.readouterr().err
+    assert err.strip().splitlines() == ["error: --joints: name at least one joint (comma separated), or leave it out to fit the joints that moved"], err
+
+
 def test_hypersensitive_joints_are_the_ones_far_above_the_median_and_the_noise():
     from vlatwin.sysid.fit import _hypersensitive
 

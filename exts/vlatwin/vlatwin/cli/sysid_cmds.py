@@ -147,6 +147,8 @@ def cmd_fit(args: argparse.Namespace) -> int:
     check_holdout(args.holdout)  # before the recording loads and "fitting ..." is printed
     if args.max_evaluations < 1:
         raise VlatwinError(f"--max-evaluations: must be at least 1, got {args.max_evaluations}")
+    if args.joints is not None and not [j for j in args.joints.split(",") if j.strip()]:
+        raise VlatwinError("--joints: name at least one joint (comma separated), or leave it out to fit the joints that moved")
     if (args.config_out is None) != (args.config is None):
         raise VlatwinError("--config and --config-out go together (the config to write back into, and where)")
     if args.out.suffix.lower() not in (".yaml", ".yml"):
