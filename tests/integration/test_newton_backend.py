@@ -112,8 +112,9 @@ def _pose_matrix(pose) -> np.ndarray:
 
 def test_xpbd_does_not_enforce_effort_limits_and_says_so(newton_sim):
     """Capabilities.effort_limits is False because it is true: a 0.3 rad step on joint 4 moves it further in one
-    step than the authored effort limit could (|tau| <= 87 N*m on the joint's inertia); the reported effort is
-    still clipped to that limit."""
+    step than the authored effort limit could (|tau| <= 87 N*m on the joint's inertia), and the reported effort
+    says what the drive applied, far beyond that limit (a report clipped at 87 claimed a saturation that did not
+    happen)."""
     assert newton_sim.capabilities.effort_limits is False
     newton_sim.step(JointCommand(target_q=newton_sim.get_state().joint_q), num_steps=300)  # settle under gravity
     before = newton_sim.get_state()
@@ -126,7 +127,7 @@ def test_xpbd_does_not_enforce_effort_limits_and_says_so(newton_sim):
     # >= 0.15 m) bound the first step's travel by 0.5 * (87 / 0.05) * dt^2 < 3 mrad; XPBD's drive goes much further.
     moved = after.joint_q[3] - before.joint_q[3]
     assert moved > 10 * 0.5 * (87.0 / 0.05) * dt**2, moved
-    assert np.all(np.abs(after.joint_effort[:4]) <= 87.0 + 1e-9) and abs(after.joint_effort[3]) == pytest.approx(87.0)
+    assert after.joint_effort[3] > 10 * 87.0, after.joint_effort
 
 
 def test_nan_target_keeps_joint_target(newton_sim):

@@ -128,8 +128,9 @@ class EmulationParams:
     noise_qd: float = 0.0
     """Standard deviation of the joint velocity sensor noise [rad/s | m/s]."""
     noise_effort: float = 0.0
-    """Standard deviation of the reported joint effort's noise [N*m | N] (a motor-current reading; added after the
-    report's clip at the effort limit, as a sensor reading a saturated drive would)."""
+    """Standard deviation of the reported joint effort's noise [N*m | N] (a motor-current reading, added to what the
+    drive applied: on ``newton`` the unclipped law, since XPBD does not enforce effort limits; under PhysX a
+    saturated drive's limit)."""
     latency_s: float = 0.0
     """One-way delay, both directions [s] (the centre of a truncated normal, see :mod:`vlatwin.hardware.link`)."""
     jitter_s: float = 0.0

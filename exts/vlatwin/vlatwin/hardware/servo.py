@@ -5,7 +5,7 @@ commands, Deoxys / Polymetis / ros2_control's joint trajectory controller interp
 servo rate. A twin of such a robot must ramp as it does, or it mispredicts every target's first period (on a
 20 +- 5 ms link: 22 mrad for a stepping twin against 0.8 for a ramping one). Under sysid's excitation the
 Panda's drive law read beyond its 87 / 12 N*m limits 72-98 % of the time with a 50 ms ramp as with steps;
-on the ``newton`` backend that is the report's clip only, since XPBD does not enforce effort limits
+the ``newton`` backend applies (and reports) it unclipped, since XPBD does not enforce effort limits
 (:attr:`~vlatwin.sim.types.Capabilities.effort_limits`).
 
 :class:`TargetRamp` is that law, pure numpy, shared by the emulated robot (which runs it), the twin (which

@@ -23,7 +23,7 @@ class Capabilities:
     graph_capture: bool = False
     effort_limits: bool = False
     """Drives never apply more than the joints' authored effort limits (``maxForce``). Newton's XPBD and VBD do
-    not enforce them (Newton 1.8): a step there may apply far more, and only the reported efforts are clipped."""
+    not enforce them (Newton 1.8): a step there may apply far more, and its reported efforts say so."""
 
 
 @dataclass(frozen=True, kw_only=True)
