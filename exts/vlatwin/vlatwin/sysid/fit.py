@@ -719,6 +719,7 @@ def _solve(problem: _Problem, x0: np.ndarray, bounds, settings: FitSettings):
     # Convergence is the coordinate runs' verdict: the probe runs refine a minimum they found (and one cut short
     # by --max-evaluations stays cut short).
     status, message = res.status, res.message
+    failed = 0
     for _ in range(PROBE_ROUNDS):
         before = res.cost
         polished = least_squares(
@@ -728,18 +729,28 @@ def _solve(problem: _Problem, x0: np.ndarray, bounds, settings: FitSettings):
         )
         nfev += polished.nfev
         if polished.cost >= before:
-            break
+            # The next run draws another cloud: one cloud's regression can miss the way on.
+            failed += 1
+            if failed > PROBE_RETRIES:
+                break
+            continue
         res = polished
-        if before - res.cost < 1e-3 * before:
+        if before - res.cost < PROBE_MIN_GAIN * before:
             break
     res.nfev, res.status, res.message = nfev, status, message
     return res
 
 
-PROBE_ROUNDS = 3
+PROBE_ROUNDS = 8
 """Least-squares runs on probe-cloud Jacobians after the coordinate ones (each up to :data:`PROBE_EVALUATIONS`
-cost evaluations, or ``--max-evaluations`` if fewer; they stop once a run lowers the cost by under 0.1 %)."""
+cost evaluations, or ``--max-evaluations`` if fewer). Measured on the gains + masses recording (0.1 mrad encoder,
+probe seed 1): with at most 3 runs, stopping under a 0.1 % gain, the masses came out all within 3.3 %; with 8
+runs, stopping under 0.01 %, the cost went 18 lower and they came out within 1.1 % (seeds 0 and 2: unchanged)."""
 PROBE_EVALUATIONS = 15
+PROBE_MIN_GAIN = 1e-4
+"""A probe run that lowers the cost by less than this share of it ends the probe runs."""
+PROBE_RETRIES = 2
+"""Probe runs that did not lower the cost allowed before the probe runs end (each draws another cloud)."""
 
 
 class _DriveLawProblem:
