@@ -12,7 +12,8 @@ from the measured start state, and scipy's least_squares (trust-region reflectiv
 parameters until the simulated joint positions match the measured ones. Jacobians are finite differences,
 one rollout per parameter, spread over --workers processes. At the optimum: covariance from the Jacobian,
 95 % intervals, correlations; parameters the data cannot pin down (e.g. passive damping next to the drive's
-damping under position-only commands) are reported as not identifiable and held at nominal. The last
+damping under position-only commands, or the damping, friction and armature of a joint the excitation did
+not drive, such as fingers that only jiggle) are reported as not identifiable and held at nominal. The last
 --holdout share of the recording is not fitted: the held-out error and the share of held-out samples inside
 the 95 % prediction band say how far to trust the result.
 
