@@ -200,6 +200,11 @@ def test_bad_input_gets_one_line_errors(excited, tmp_path):
     proc = _cli("sysid", "fit", log, "-o", tmp_path / "new" / "p.yaml", "--stage-out", tmp_path / "twin.txt", cwd=out, ok=False)
     assert proc.returncode != 0 and ".usda" in proc.stderr and "fitting" not in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "new").exists()  # refused before any output folder is made
+    # Joints the excitation did not drive (the fingers): their friction is not fitted from knocks, and it says why.
+    proc = _cli("sysid", "fit", log, "--params", "friction", "--joints", "panda_finger_joint_left,panda_finger_joint_right",
+                "-o", tmp_path / "p.yaml", cwd=out, ok=False)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr and not (tmp_path / "p.yaml").exists()
+    assert "did not drive panda_finger_joint_left (" in proc.stderr, proc.stderr
     # A fit cut short does not converge: it says so and writes nothing.
     proc = _cli("sysid", "fit", log, "--params", "armature", "-o", tmp_path / "p.yaml", "--max-evaluations", "2",
                 "--workers", "1", "--no-progress", cwd=out, ok=False)

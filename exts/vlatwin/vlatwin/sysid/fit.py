@@ -468,7 +468,7 @@ DRIVEN_RANGE = 0.02
 OWN_MOTION_GROUPS = ("damping", "friction", "armature")
 
 
-def _not_driven(pset: ParameterSet, rec: Recording, order: np.ndarray) -> dict[int, str]:
+def _not_driven(pset: ParameterSet, rec: Recording, order: np.ndarray, prismatic: np.ndarray) -> dict[int, str]:
     """Parameters of :data:`OWN_MOTION_GROUPS` on joints the excitation did not drive, with the reason.
 
     Why: passive damping, Coulomb friction and armature act through the joint's own velocity and acceleration.
@@ -484,7 +484,7 @@ def _not_driven(pset: ParameterSet, rec: Recording, order: np.ndarray) -> dict[i
     out: dict[int, str] = {}
     for i, p in enumerate(pset.params):
         if p.group in OWN_MOTION_GROUPS and 0 <= p.index < sim_span.size and sim_span[p.index] < DRIVEN_RANGE:
-            unit = "m" if p.unit in ("kg", "N", "N*s/m") else "rad"
+            unit = "m" if bool(prismatic[p.index]) else "rad"
             out[i] = (f"the excitation did not drive this joint (it moved {1e3 * sim_span[p.index]:.1f} m{unit}, under "
                       f"{1e3 * DRIVEN_RANGE:.0f} m{unit}); its {p.group} shows only through its own motion")
     return out
@@ -584,7 +584,7 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
     gains_fitted = any(p.field in ("drive_stiffness", "drive_damping") for p in pset_all.params)
     if settings.use_efforts and gains_fitted and rec.effort is not None and rec.effort_kind == "drive" and rec.q_desired is not None:
         drive_rows = DriveLawRows(rec, _fit_mask(rec, settings.holdout)[0], cols, order[cols])
-    held: dict[int, str] = _not_driven(pset_all, rec, order)
+    held: dict[int, str] = _not_driven(pset_all, rec, order, np.asarray(d.prismatic, bool))
     params = list(pset_all.params)
     x_full = pset_all.x0.copy()
     cost0 = None
@@ -595,6 +595,18 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
     for round_ in range(4):
         free = [i for i in range(len(params)) if i not in held]
         if not free:
+            span = dict(zip(order.tolist(), np.ptp(rec.q, axis=0).tolist()))
+            undriven = [
+                f"{n.rsplit('/', 1)[-1]} ({1e3 * span.get(j, 0.0):.1f} m{'m' if d.prismatic[j] else 'rad'})"
+                for j, n in enumerate(d.joint_names)
+                if any(params[i].index == j and "did not drive" in held[i] for i in held)
+            ]
+            if undriven:
+                raise VlatwinError(
+                    f"{rec.source}: the excitation did not drive {', '.join(undriven)}: under "
+                    f"{1e3 * DRIVEN_RANGE:.0f} mrad/mm of travel, their {'/'.join(settings.groups)} cannot be fitted; "
+                    "fit other joints (--joints) or record an excitation that moves these ones"
+                )
             raise VlatwinError("sysid: no parameter is identifiable from this recording (excite the joints more)")
         pset = ParameterSet([params[i] for i in free], _apply_held(pset_all, x_full, free))
         pinned = [] if drive_rows is None else drive_rows.pinned(pset)
