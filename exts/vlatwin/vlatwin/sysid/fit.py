@@ -468,8 +468,16 @@ DRIVEN_RANGE = 0.02
 OWN_MOTION_GROUPS = ("damping", "friction", "armature")
 
 
-def _not_driven(pset: ParameterSet, rec: Recording, order: np.ndarray, prismatic: np.ndarray) -> dict[int, str]:
-    """Parameters of :data:`OWN_MOTION_GROUPS` on joints the excitation did not drive, with the reason.
+def _joint_travel(rec: Recording, order: np.ndarray, n_joints: int) -> np.ndarray:
+    """(J_sim,) measured position span of each simulator joint [rad | m]; inf for joints the recording lacks."""
+    travel = np.full(n_joints, np.inf)
+    travel[order] = np.ptp(rec.q, axis=0)
+    return travel
+
+
+def _not_driven(pset: ParameterSet, travel: np.ndarray, prismatic: np.ndarray) -> dict[int, str]:
+    """Parameters of :data:`OWN_MOTION_GROUPS` on joints the excitation did not drive (``travel``, see
+    :func:`_joint_travel`, under :data:`DRIVEN_RANGE`), with the reason.
 
     Why: passive damping, Coulomb friction and armature act through the joint's own velocity and acceleration.
     A joint that only jiggled while others moved (a gripper's fingers: 4 mm against their open limit) shows them
@@ -478,14 +486,11 @@ def _not_driven(pset: ParameterSet, rec: Recording, order: np.ndarray, prismatic
     intervals (+-11, +-4 N) that excluded the truth, because above ~0.2 N XPBD's friction band turns it into a
     fixed viscous damping on a 50 g finger. Such parameters are held at nominal and reported, not fitted.
     """
-    span = np.ptp(rec.q, axis=0)
-    sim_span = np.full(int(order.max()) + 1 if order.size else 0, np.inf)
-    sim_span[order] = span
     out: dict[int, str] = {}
     for i, p in enumerate(pset.params):
-        if p.group in OWN_MOTION_GROUPS and 0 <= p.index < sim_span.size and sim_span[p.index] < DRIVEN_RANGE:
-            unit = "m" if bool(prismatic[p.index]) else "rad"
-            out[i] = (f"the excitation did not drive this joint (it moved {1e3 * sim_span[p.index]:.1f} m{unit}, under "
+        if p.group in OWN_MOTION_GROUPS and travel[p.index] < DRIVEN_RANGE:
+            unit = "m" if prismatic[p.index] else "rad"
+            out[i] = (f"the excitation did not drive this joint (it moved {1e3 * travel[p.index]:.1f} m{unit}, under "
                       f"{1e3 * DRIVEN_RANGE:.0f} m{unit}); its {p.group} shows only through its own motion")
     return out
 
@@ -584,7 +589,10 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
     gains_fitted = any(p.field in ("drive_stiffness", "drive_damping") for p in pset_all.params)
     if settings.use_efforts and gains_fitted and rec.effort is not None and rec.effort_kind == "drive" and rec.q_desired is not None:
         drive_rows = DriveLawRows(rec, _fit_mask(rec, settings.holdout)[0], cols, order[cols])
-    held: dict[int, str] = _not_driven(pset_all, rec, order, np.asarray(d.prismatic, bool))
+    prismatic = np.asarray(d.prismatic, bool)
+    travel = _joint_travel(rec, order, len(d.joint_names))
+    not_driven = _not_driven(pset_all, travel, prismatic)
+    held: dict[int, str] = dict(not_driven)
     params = list(pset_all.params)
     x_full = pset_all.x0.copy()
     cost0 = None
@@ -595,11 +603,9 @@ def _fit(rec, settings, pool, windows, started, least_squares, progress) -> FitR
     for round_ in range(4):
         free = [i for i in range(len(params)) if i not in held]
         if not free:
-            span = dict(zip(order.tolist(), np.ptp(rec.q, axis=0).tolist()))
             undriven = [
-                f"{n.rsplit('/', 1)[-1]} ({1e3 * span.get(j, 0.0):.1f} m{'m' if d.prismatic[j] else 'rad'})"
-                for j, n in enumerate(d.joint_names)
-                if any(params[i].index == j and "did not drive" in held[i] for i in held)
+                f"{d.joint_names[j].rsplit('/', 1)[-1]} ({1e3 * travel[j]:.1f} m{'m' if prismatic[j] else 'rad'})"
+                for j in sorted({params[i].index for i in not_driven})
             ]
             if undriven:
                 raise VlatwinError(
